@@ -1,0 +1,3 @@
+"""omnicrm: omnichannel CRM automation for banks."""
+
+__version__ = "0.1.0"

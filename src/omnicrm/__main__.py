@@ -1,0 +1,5 @@
+"""`python -m omnicrm` runs the CLI."""
+
+from omnicrm.cli import app
+
+app()

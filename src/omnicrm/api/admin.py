@@ -1,0 +1,124 @@
+"""Accounts, tokens, audit trail, event catalogue and health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from omnicrm.api.deps import ContainerDep, current_principal, require
+from omnicrm.api.responses import FastJSON
+from omnicrm.domain.errors import Unauthenticated
+from omnicrm.domain.permissions import Permission
+from omnicrm.domain.vocabulary import Role
+from omnicrm.services import auth
+from omnicrm.services.auth import Principal
+from omnicrm.services.contracts import Label, Strict
+from omnicrm.store import audit
+
+router = APIRouter(tags=["administration"], default_response_class=FastJSON)
+Admin = Annotated[Principal, Depends(require(Permission.MANAGE_USERS))]
+
+
+class LoginIn(Strict):
+    username: str
+    password: str
+
+
+class UserIn(Strict):
+    username: Label
+    role: Role
+    password: str | None = None
+    branch: Label | None = None
+
+
+class TokenIn(Strict):
+    name: Label = "api"
+    ttl_days: int | None = None
+
+
+@router.get(
+    "/healthz", tags=["health"], summary="Liveness: the process answers and the database is reachable"
+)
+def health(container: ContainerDep) -> dict[str, str]:
+    with container.reader() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    return {"status": "ok"}
+
+
+@router.post("/v1/auth/login", summary="Exchange a username and password for a 12-hour token")
+def login(body: LoginIn, container: ContainerDep) -> dict[str, Any]:
+    with container.uow() as uow:
+        token = auth.login(
+            uow.conn,
+            username=body.username,
+            password=body.password,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=12),
+        )
+        uow.commit()
+    if token is None:
+        raise Unauthenticated("wrong username or password")
+    return {"token": token, "token_type": "bearer", "expires_in": 12 * 3600}
+
+
+@router.get("/v1/me", summary="Who the token belongs to")
+def me(who: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
+    return {"username": who.username, "role": who.role, "branch": who.branch}
+
+
+@router.post("/v1/users", status_code=201, summary="Create a user with a role")
+def create_user(body: UserIn, container: ContainerDep, who: Admin) -> dict[str, Any]:
+    with container.uow() as uow:
+        user_id = auth.create_user(
+            uow.conn,
+            username=body.username,
+            role=body.role,
+            password=body.password,
+            branch=body.branch,
+            actor=who.username,
+            now=datetime.now(UTC),
+        )
+        uow.commit()
+    return {"id": user_id, "username": body.username, "role": body.role}
+
+
+@router.post("/v1/users/{username}/tokens", status_code=201, summary="Issue an API token (shown once)")
+def create_token(username: str, body: TokenIn, container: ContainerDep, who: Admin) -> dict[str, Any]:
+    ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
+    with container.uow() as uow:
+        token = auth.issue_token(
+            uow.conn, username=username, name=body.name, ttl=ttl, actor=who.username, now=datetime.now(UTC)
+        )
+        uow.commit()
+    return {"token": token, "username": username}
+
+
+@router.get("/v1/audit", summary="The audit trail, newest first")
+def audit_trail(
+    container: ContainerDep,
+    who: Annotated[Principal, Depends(require(Permission.READ_AUDIT))],
+    action: str | None = None,
+    target: str | None = None,
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    with container.reader() as conn:
+        items = audit.entries(conn, action=action, target=target, before_id=before_id, limit=limit)
+        intact, checked = audit.verify(conn)
+    return {"items": items, "chain_intact": intact, "entries_checked": checked}
+
+
+@router.get("/v1/catalogue/events", summary="The event catalogue: types, kinds and attribute schemas")
+def event_catalogue(
+    container: ContainerDep, who: Annotated[Principal, Depends(require(Permission.READ_CATALOGUE))]
+) -> dict[str, Any]:
+    cat = container.catalogue
+    return {
+        "version": cat.version,
+        "types": {
+            name: {"kind": t.kind, "description": t.description, "attributes": t.model.model_json_schema()}
+            for name, t in cat.types.items()
+        },
+    }

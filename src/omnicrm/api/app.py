@@ -1,0 +1,107 @@
+"""The FastAPI application: routers, error mapping and the group-commit writer's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+
+from omnicrm import __version__
+from omnicrm.api import admin, customers, events
+from omnicrm.api.deps import TokenCache
+from omnicrm.api.pan_guard import PanGuard
+from omnicrm.api.responses import Problem, problem
+from omnicrm.bootstrap import Container
+from omnicrm.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    ItemError,
+    NotFound,
+    Unauthenticated,
+)
+from omnicrm.services.group_commit import GroupCommitWriter
+
+_STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthenticated: 401,
+}
+
+
+def _status(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+async def _domain_error(_: Request, exc: Exception) -> Problem:
+    assert isinstance(exc, DomainError)
+    errors = exc.errors if isinstance(exc, InvalidInput) else None
+    return problem(_status(exc), exc.code, exc.title, exc.detail, errors)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Problem:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        ItemError(None, ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
+        for e in exc.errors()
+    ]
+    return problem(
+        422, "invalid_input", "Invalid input", "the request does not match the API contract", errors
+    )
+
+
+def create_app(container: Container) -> FastAPI:
+    """Build the API around an already wired container."""
+    writer = GroupCommitWriter(
+        container.uow,
+        linger_s=container.settings.ingest_linger_ms / 1000,
+        max_batch=container.settings.ingest_max_batch,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+
+    app = FastAPI(
+        title="omnicrm",
+        version=__version__,
+        description="Unified client profile, event intake and CRM timeline for a bank's communications.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.state.writer = writer
+    app.state.token_cache = TokenCache(container.settings.token_cache_seconds)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(PanGuard)
+    for router in (admin.router, customers.router, events.router):
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            event = events.event_schema()
+            components.update(event.pop("$defs", {}))
+            components["EventIn"] = event
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,78 @@
+"""Request dependencies: the container, the caller (from a Bearer token) and role checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from omnicrm.bootstrap import Container
+from omnicrm.domain.errors import Forbidden, Unauthenticated
+from omnicrm.domain.permissions import Permission, allowed
+from omnicrm.services import auth
+from omnicrm.services.auth import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer ocrm_...`")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+class TokenCache:
+    """Remembers valid tokens for a few seconds, so a hot endpoint does not query users per call."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic() + self.ttl, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def current_principal(
+    request: Request,
+    container: ContainerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send an API token as `Authorization: Bearer <token>`")
+    cache: TokenCache = request.app.state.token_cache
+    principal = cache.get(credentials.credentials)
+    if principal is None:
+        with container.reader() as conn:
+            principal = auth.authenticate(conn, credentials.credentials, datetime.now(UTC))
+        if principal is None:
+            raise Unauthenticated("the token is unknown, expired or revoked")
+        cache.put(credentials.credentials, principal)
+    return principal
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """A dependency that lets the call through only for roles holding `permission`."""
+
+    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not allowed(principal.role, permission):
+            raise Forbidden(f"role {principal.role!r} may not {permission.value}")
+        return principal
+
+    return check

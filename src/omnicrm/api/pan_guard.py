@@ -1,0 +1,72 @@
+"""ASGI middleware refusing any request body that carries a payment card number (PAN)."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omnicrm.api.responses import problem
+from omnicrm.domain.errors import ItemError
+from omnicrm.domain.pan import contains_pan, find_pan_paths
+
+_INDEXED = re.compile(r"^(?:\w+)?\[(\d+)\]\.?(.*)$")
+
+
+def _errors(body: bytes) -> list[ItemError]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return [
+            ItemError(None, "(body)", "looks like a payment card number; card numbers are never accepted")
+        ]
+    errors = []
+    for path in find_pan_paths(data):
+        match = _INDEXED.match(path)
+        index, field = (int(match.group(1)), match.group(2) or "(item)") if match else (None, path)
+        errors.append(
+            ItemError(index, field, "looks like a payment card number; card numbers are never accepted")
+        )
+    return errors
+
+
+class PanGuard:
+    """Buffers the body of write requests, refuses it with 422 if it holds a PAN, else replays it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body and contains_pan(body.decode("utf-8", errors="replace")):
+            response = problem(
+                422,
+                "card_number_refused",
+                "Card numbers are not accepted",
+                "the request holds a payment card number; nothing was stored",
+                _errors(body),
+            )
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,1 @@
+"""Benchmarks behind `omnicrm bench ...`: they print figures, they do not assert."""

@@ -1,0 +1,191 @@
+"""`omnicrm bench ingest`: batch ingestion rate on SQLite and PostgreSQL, and REST latency under load."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rich.console import Console
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from omnicrm.bench.loadgen import post_json, run_load
+from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.services import auth, ingest
+from omnicrm.services.importer import import_customers
+from omnicrm.settings import Settings
+from omnicrm.sim.generate import DatasetSize, generate, write_dataset
+
+CHUNK = 1000
+
+
+def _settings(url: str) -> Settings:
+    return Settings(database_url=url)
+
+
+def _load_customers(container: Container, path: Path) -> None:
+    import_customers(container.uow, path, actor="bench")
+
+
+def _timed_ingest(container: Container, events: list[dict[str, Any]]) -> float:
+    """Seconds to validate, resolve and store all events in 1,000-event transactions."""
+    started = time.perf_counter()
+    for start in range(0, len(events), CHUNK):
+        prepared = ingest.prepare(events[start : start + CHUNK], container.catalogue, ingest.EVENT_KINDS)
+        with container.uow() as uow:
+            ingest.ingest(uow.conn, prepared, actor="bench", now=datetime.now(UTC))
+            uow.commit()
+    return time.perf_counter() - started
+
+
+def _pg_admin(url: str) -> Any:
+    admin = make_url(url).set(database="postgres")
+    return create_engine(admin, isolation_level="AUTOCOMMIT")
+
+
+def _sqlite_runs(events: list[dict[str, Any]], customers_file: Path, runs: int, work: Path) -> list[float]:
+    base = work / "base.db"
+    container = bootstrap(_settings(f"sqlite:///{base}"), migrate=True)
+    _load_customers(container, customers_file)
+    container.close()
+    rates = []
+    for run in range(runs):
+        db = work / f"run{run}.db"
+        shutil.copy(base, db)
+        container = bootstrap(_settings(f"sqlite:///{db}"))
+        rates.append(len(events) / _timed_ingest(container, events))
+        container.close()
+    return rates
+
+
+def _pg_runs(events: list[dict[str, Any]], customers_file: Path, runs: int, pg_url: str) -> list[float]:
+    admin = _pg_admin(pg_url)
+    with admin.connect() as conn:
+        for name in ["omnicrm_bench_base", *(f"omnicrm_bench_{i}" for i in range(runs))]:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text('CREATE DATABASE "omnicrm_bench_base"'))
+    base_url = make_url(pg_url).set(database="omnicrm_bench_base").render_as_string(hide_password=False)
+    container = bootstrap(_settings(base_url), migrate=True)
+    _load_customers(container, customers_file)
+    container.close()
+    rates = []
+    for run in range(runs):
+        name = f"omnicrm_bench_{run}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "omnicrm_bench_base"'))
+        url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+        container = bootstrap(_settings(url))
+        rates.append(len(events) / _timed_ingest(container, events))
+        container.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with admin.connect() as conn:
+        conn.execute(text('DROP DATABASE IF EXISTS "omnicrm_bench_base" WITH (FORCE)'))
+    admin.dispose()
+    return rates
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rest(
+    events: list[dict[str, Any]], work: Path, seconds: float, concurrency: int, console: Console
+) -> None:
+    db = work / "rest.db"
+    settings = _settings(f"sqlite:///{db}")
+    container = bootstrap(settings, migrate=True)
+    with container.uow() as uow:
+        now = datetime.now(UTC)
+        auth.create_user(
+            uow.conn, username="bench", role="integration", password=None, branch=None, actor="bench", now=now
+        )
+        token = auth.issue_token(
+            uow.conn, username="bench", name="bench", ttl=timedelta(hours=1), actor="bench", now=now
+        )
+        uow.commit()
+    container.close()
+    port = _free_port()
+    env = {**os.environ, "OMNICRM_DATABASE_URL": settings.database_url, "OMNICRM_PORT": str(port)}
+    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port)], env=env
+    )
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        counter = itertools.count()
+        templates = itertools.cycle(events)
+
+        def make() -> bytes:
+            body = dict(next(templates))
+            body["event_id"] = f"rest-{next(counter)}"
+            return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
+
+        asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=1.0))  # warm-up
+        result = asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    console.print(
+        f"REST POST /v1/events, {concurrency} concurrent clients, {seconds:.0f} s, SQLite, 1 worker: "
+        f"{result.rate:,.0f} requests/s, p50 {result.percentile(50):.1f} ms, "
+        f"p99 {result.percentile(99):.1f} ms, "
+        f"statuses {result.statuses}"
+    )
+
+
+def run(
+    *,
+    events: int,
+    customers: int,
+    runs: int,
+    pg_url: str,
+    rest_seconds: float,
+    concurrency: int,
+    skip_rest: bool,
+    console: Console,
+) -> None:
+    """Generate the data set, then measure and print; medians over `runs` fresh databases."""
+    dataset = generate(
+        seed=42, size=DatasetSize(customers, events, 0), start=datetime(2026, 8, 1, tzinfo=UTC)
+    )
+    with tempfile.TemporaryDirectory(prefix="omnicrm-bench-") as tmp:
+        work = Path(tmp)
+        files = write_dataset(dataset, work)
+        console.print(f"data set: {customers:,} profiles, {len(dataset.events):,} events; {runs} runs each")
+        sqlite = _sqlite_runs(dataset.events, files["customers"], runs, work)
+        console.print(
+            f"SQLite batch ingest: median {statistics.median(sqlite):,.0f} events/s "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in sqlite)}); "
+            f"{len(dataset.events) / statistics.median(sqlite):.1f} s for the data set"
+        )
+        try:
+            pg = _pg_runs(dataset.events, files["customers"], runs, pg_url)
+            console.print(
+                f"PostgreSQL batch ingest: median {statistics.median(pg):,.0f} events/s "
+                f"(runs: {', '.join(f'{r:,.0f}' for r in pg)}); "
+                f"{len(dataset.events) / statistics.median(pg):.1f} s for the data set"
+            )
+        except Exception as exc:  # report and go on with the rest
+            console.print(f"PostgreSQL skipped: {exc}")
+        if not skip_rest:
+            _rest(dataset.events, work, rest_seconds, concurrency, console)

@@ -1,0 +1,268 @@
+"""The `omnicrm` command: migrate, serve, demo, generate, import, users, tokens, check-config, bench."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from omnicrm.bench import ingest as bench_ingest
+from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.domain.errors import DomainError, InvalidInput
+from omnicrm.services import auth, importer
+from omnicrm.services.datafiles import DataFileError, load_catalogue
+from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.settings import Settings
+from omnicrm.sim.generate import DatasetSize, generate, write_dataset
+from omnicrm.store import accounts, profiles
+from omnicrm.store import migrate as migrations
+
+app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args_is_help=True)
+import_app = typer.Typer(help="Import customers, events or interactions from .jsonl or .csv files.")
+users_app = typer.Typer(help="Users, roles and API tokens.")
+bench_app = typer.Typer(help="Benchmarks that print figures.")
+app.add_typer(import_app, name="import")
+app.add_typer(users_app, name="users")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+CLI_ACTOR = "cli"
+
+
+def _container(migrate: bool = True) -> Container:
+    try:
+        return bootstrap(migrate=migrate)
+    except DataFileError as exc:
+        err.print(f"[red]configuration refused[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _report_error(exc: DomainError) -> None:
+    err.print(f"[red]{exc.title}:[/red] {exc.detail}")
+    for item in getattr(exc, "errors", [])[:50]:
+        where = f"line {item.index}: " if item.index is not None else ""
+        err.print(f"  {where}{item.field}: {item.reason}")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (SQLite or PostgreSQL, from OMNICRM_DATABASE_URL)."""
+    container = _container(migrate=True)
+    console.print(f"schema at revision {migrations.current(container.engine)}")
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Validate the data files (event catalogue); print file, line and reason for every error."""
+    settings = Settings()
+    try:
+        catalogue = load_catalogue(settings.catalogue_file)
+    except DataFileError as exc:
+        for error in exc.errors:
+            err.print(str(error))
+        raise typer.Exit(1) from None
+    console.print(
+        f"{settings.catalogue_file}: {len(catalogue.types)} event types, version {catalogue.version}: ok"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs)."""
+    settings = Settings()
+    _container(migrate=True).close()
+    uvicorn.run(
+        "omnicrm.api.main:app_factory",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command("generate")
+def generate_cmd(
+    out: Annotated[Path, typer.Option(help="Directory for customers/events/interactions .jsonl")] = Path(
+        "var/data"
+    ),
+    seed: int = 42,
+    customers: int = 18_000,
+    events: int = 126_000,
+    interactions: int = 31_500,
+    days: int = 90,
+) -> None:
+    """Write a deterministic synthetic data set shaped like the paper's (18,000 / 126,000 / 31,500)."""
+    start = datetime(2026, 8, 1, tzinfo=UTC)
+    dataset = generate(seed=seed, size=DatasetSize(customers, events, interactions), start=start, days=days)
+    for name, path in write_dataset(dataset, out).items():
+        console.print(f"{name}: {path}")
+
+
+def _import(kind: str, path: Path) -> None:
+    container = _container()
+    total = importer.count_records(path)
+    columns = (TextColumn(f"import {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task(kind, total=total)
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            if kind == "customers":
+                report = importer.import_customers(container.uow, path, actor=CLI_ACTOR, progress=advance)
+            else:
+                kinds = EVENT_KINDS if kind == "events" else INTERACTION_KINDS
+                report = importer.import_events(
+                    container.uow, path, container.catalogue, kinds, actor=CLI_ACTOR, progress=advance
+                )
+    except DomainError as exc:
+        _report_error(exc)
+        raise typer.Exit(1) from None
+    console.print(
+        f"{report.lines} lines: {report.accepted} stored, {report.duplicates} already known, "
+        f"{report.customers_created} new profiles, {report.merges} merges"
+    )
+
+
+@import_app.command("customers")
+def import_customers(path: Path) -> None:
+    """Import profiles (one CustomerIn per line)."""
+    _import("customers", path)
+
+
+@import_app.command("events")
+def import_events(path: Path) -> None:
+    """Import behavioural, operational and reaction events."""
+    _import("events", path)
+
+
+@import_app.command("interactions")
+def import_interactions(path: Path) -> None:
+    """Import CRM interactions (calls, complaints, tickets, offers...)."""
+    _import("interactions", path)
+
+
+@users_app.command("add")
+def add_user(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, operator, marketer, compliance, auditor or integration")],
+    branch: str | None = None,
+    password: Annotated[bool, typer.Option(help="Ask for a password (else token-only)")] = False,
+) -> None:
+    """Create a user."""
+    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    container = _container()
+    try:
+        with container.uow() as uow:
+            auth.create_user(
+                uow.conn,
+                username=username,
+                role=role,
+                password=secret,
+                branch=branch,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+            )
+            uow.commit()
+    except DomainError as exc:
+        _report_error(exc)
+        raise typer.Exit(1) from None
+    console.print(f"user {username} ({role}) created")
+
+
+@users_app.command("token")
+def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
+    """Issue an API token for a user and print it (it is shown only once)."""
+    container = _container()
+    try:
+        with container.uow() as uow:
+            token = auth.issue_token(
+                uow.conn,
+                username=username,
+                name=name,
+                ttl=timedelta(days=days) if days else None,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+            )
+            uow.commit()
+    except DomainError as exc:
+        _report_error(exc)
+        raise typer.Exit(1) from None
+    print(token)
+
+
+@app.command()
+def demo(
+    customers: int = 2_000, events: int = 14_000, interactions: int = 3_500, serve_api: bool = True
+) -> None:
+    """Create the database, load a small synthetic data set, print an admin token and serve the API."""
+    container = _container()
+    with container.reader() as conn:
+        loaded = profiles.count_customers(conn) > 0
+        has_admin = accounts.user_by_name(conn, "demo-admin") is not None
+    if not has_admin:
+        with container.uow() as uow:
+            auth.create_user(
+                uow.conn,
+                username="demo-admin",
+                role="admin",
+                password=None,
+                branch=None,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+            )
+            uow.commit()
+    if not loaded:
+        out = Path("var/demo-data")
+        generate_cmd(out=out, customers=customers, events=events, interactions=interactions)
+        for kind in ("customers", "events", "interactions"):
+            _import(kind, out / f"{kind}.jsonl")
+    issue_token("demo-admin", name="demo", days=1)
+    settings = container.settings
+    console.print(
+        f"API on http://{settings.host}:{settings.port}/docs - use the token above as a Bearer token"
+    )
+    if serve_api and not os.environ.get("OMNICRM_DEMO_NO_SERVE"):
+        serve()
+
+
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    events: int = 126_000,
+    customers: int = 18_000,
+    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
+    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
+    rest_seconds: Annotated[float, typer.Option(help="Duration of the REST load test")] = 10.0,
+    concurrency: int = 32,
+    skip_rest: bool = False,
+) -> None:
+    """Batch ingestion on SQLite and PostgreSQL, then REST p50/p99 under concurrent clients."""
+    settings = Settings()
+    bench_ingest.run(
+        events=events,
+        customers=customers,
+        runs=runs,
+        pg_url=pg_url or settings.pg_bench_url,
+        rest_seconds=rest_seconds,
+        concurrency=concurrency,
+        skip_rest=skip_rest,
+        console=console,
+    )
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except InvalidInput as exc:
+        _report_error(exc)
+        raise SystemExit(1) from None

@@ -1,0 +1,68 @@
+"""Consent ledger: every grant or withdrawal is appended; the current state is derived, never stored.
+
+Rules (documented in the README):
+- per (channel, purpose) the entry with the latest `effective_at` wins; on a tie, withdrawal wins;
+- without any entry, `service` messages rest on the contract for clients (granted, basis
+  "contract") and are not allowed for prospects; `marketing` is never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from omnicrm.domain.vocabulary import CHANNELS, PURPOSES
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentEntry:
+    """One line of the ledger, as recorded."""
+
+    channel: str
+    purpose: str
+    granted: bool
+    legal_basis: str
+    source: str
+    effective_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """The derived state for one channel and purpose, with where it came from."""
+
+    channel: str
+    purpose: str
+    granted: bool
+    legal_basis: str
+    source: str
+    since: datetime | None
+
+
+def current_consents(
+    entries: Iterable[ConsentEntry], *, is_client: bool
+) -> dict[tuple[str, str], ConsentState]:
+    """Fold the ledger into the current state of every channel x purpose."""
+    latest: dict[tuple[str, str], ConsentEntry] = {}
+    for entry in entries:
+        key = (entry.channel, entry.purpose)
+        held = latest.get(key)
+        if (
+            held is None
+            or entry.effective_at > held.effective_at
+            or (entry.effective_at == held.effective_at and not entry.granted)
+        ):
+            latest[key] = entry
+    state: dict[tuple[str, str], ConsentState] = {}
+    for channel in CHANNELS:
+        for purpose in PURPOSES:
+            entry = latest.get((channel, purpose))
+            if entry is not None:
+                state[(channel, purpose)] = ConsentState(
+                    channel, purpose, entry.granted, entry.legal_basis, entry.source, entry.effective_at
+                )
+            elif purpose == "service" and is_client:
+                state[(channel, purpose)] = ConsentState(channel, purpose, True, "contract", "default", None)
+            else:
+                state[(channel, purpose)] = ConsentState(channel, purpose, False, "none", "default", None)
+    return state

@@ -1,0 +1,67 @@
+"""Who may do what: one table from permission to the roles that hold it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class Permission(StrEnum):
+    READ_PROFILE = "profile:read"
+    WRITE_PROFILE = "profile:write"
+    MERGE_PROFILES = "profile:merge"
+    WRITE_CONSENT = "consent:write"
+    MASS_UPDATE = "profile:mass-update"
+    WRITE_EVENTS = "events:write"
+    WRITE_INTERACTIONS = "interactions:write"
+    READ_TIMELINE = "timeline:read"
+    READ_AUDIT = "audit:read"
+    READ_CATALOGUE = "catalogue:read"
+    MANAGE_USERS = "users:manage"
+
+
+_ALL: Final = frozenset(Permission)
+# Auditors see the audit trail but no client file; integrations write but do not browse.
+ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
+    "admin": _ALL,
+    "operator": frozenset(
+        {
+            Permission.READ_PROFILE,
+            Permission.WRITE_PROFILE,
+            Permission.WRITE_CONSENT,
+            Permission.WRITE_INTERACTIONS,
+            Permission.READ_TIMELINE,
+            Permission.READ_CATALOGUE,
+        }
+    ),
+    "marketer": frozenset(
+        {Permission.READ_PROFILE, Permission.MASS_UPDATE, Permission.READ_TIMELINE, Permission.READ_CATALOGUE}
+    ),
+    "compliance": frozenset(
+        {
+            Permission.READ_PROFILE,
+            Permission.WRITE_CONSENT,
+            Permission.MERGE_PROFILES,
+            Permission.READ_TIMELINE,
+            Permission.READ_AUDIT,
+            Permission.READ_CATALOGUE,
+        }
+    ),
+    "auditor": frozenset({Permission.READ_AUDIT, Permission.READ_CATALOGUE}),
+    "integration": frozenset(
+        {
+            Permission.READ_PROFILE,
+            Permission.WRITE_PROFILE,
+            Permission.WRITE_CONSENT,
+            Permission.MERGE_PROFILES,
+            Permission.WRITE_EVENTS,
+            Permission.WRITE_INTERACTIONS,
+            Permission.READ_CATALOGUE,
+        }
+    ),
+}
+
+
+def allowed(role: str, permission: Permission) -> bool:
+    """True when `role` holds `permission`."""
+    return permission in ROLE_PERMISSIONS.get(role, frozenset())

@@ -1,0 +1,117 @@
+"""Users, roles, API tokens and logins; every change here is audited."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy.engine import Connection
+
+from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
+from omnicrm.domain.vocabulary import ROLES
+from omnicrm.store import accounts, audit
+
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("omnicrm-timing-equaliser")
+TOKEN_PREFIX = "ocrm_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user behind a valid token."""
+
+    user_id: int
+    username: str
+    role: str
+    branch: str | None
+
+
+def token_hash(raw: str) -> str:
+    """Tokens are 256-bit random strings, so a plain SHA-256 is a safe, fast digest to store."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_user(
+    conn: Connection,
+    *,
+    username: str,
+    role: str,
+    password: str | None,
+    branch: str | None,
+    actor: str,
+    now: datetime,
+) -> int:
+    """Create a user with a role; a password is optional (integrations use tokens only)."""
+    if role not in ROLES:
+        raise InvalidInput("unknown role", [ItemError(None, "role", f"choose one of {', '.join(ROLES)}")])
+    if password is not None and len(password) < 12:
+        raise InvalidInput("weak password", [ItemError(None, "password", "use at least 12 characters")])
+    if accounts.user_by_name(conn, username) is not None:
+        raise Conflict(f"user {username!r} exists")
+    user_id = accounts.insert_user(
+        conn,
+        {
+            "username": username,
+            "role": role,
+            "branch": branch,
+            "active": True,
+            "created_at": now,
+            "password_hash": _HASHER.hash(password) if password else None,
+        },
+    )
+    audit.append(conn, at=now, actor=actor, action="user.created", target=username, details={"role": role})
+    return user_id
+
+
+def issue_token(
+    conn: Connection, *, username: str, name: str, ttl: timedelta | None, actor: str, now: datetime
+) -> str:
+    """Issue a new API token for a user; the raw token is returned once and never stored."""
+    user = accounts.user_by_name(conn, username)
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    accounts.insert_token(
+        conn,
+        {
+            "token_hash": token_hash(raw),
+            "user_id": user["id"],
+            "name": name,
+            "created_at": now,
+            "expires_at": now + ttl if ttl else None,
+        },
+    )
+    audit.append(conn, at=now, actor=actor, action="token.issued", target=username, details={"name": name})
+    return raw
+
+
+def authenticate(conn: Connection, raw: str, now: datetime) -> Principal | None:
+    """The principal behind a token, or None when it is unknown, revoked or expired."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    row = accounts.principal_by_token_hash(conn, token_hash(raw), now)
+    if row is None:
+        return None
+    return Principal(row["id"], row["username"], row["role"], row["branch"])
+
+
+def login(conn: Connection, *, username: str, password: str, now: datetime, ttl: timedelta) -> str | None:
+    """Exchange a password for a short-lived token; failures are audited too."""
+    user = accounts.user_by_name(conn, username)
+    stored = user["password_hash"] if user and user["active"] and user["password_hash"] else None
+    try:
+        _HASHER.verify(stored or _DUMMY_HASH, password)
+        ok = stored is not None
+    except VerificationError:
+        ok = False
+    if not ok:
+        audit.append(
+            conn, at=now, actor=username[:64], action="login.failed", target=username[:64], details={}
+        )
+        return None
+    audit.append(conn, at=now, actor=username, action="login.succeeded", target=username, details={})
+    return issue_token(conn, username=username, name="login", ttl=ttl, actor=username, now=now)

@@ -1,0 +1,383 @@
+"""Profile use cases: create-or-update by identifiers, read, patch, identifiers, consent, products."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from omnicrm.domain.consent import ConsentEntry, current_consents
+from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
+from omnicrm.domain.identifiers import InvalidIdentifier, normalise
+from omnicrm.domain.vocabulary import PRODUCT_STATES
+from omnicrm.services.contracts import (
+    ConsentIn,
+    CustomerFields,
+    CustomerIn,
+    CustomerPatch,
+    IdentifierIn,
+    ProductIn,
+    RelationshipIn,
+)
+from omnicrm.services.identity import merge_pair, new_customer_id
+from omnicrm.store import audit, merging, profiles
+
+Pair = tuple[str, str]
+_FIELDS = tuple(CustomerFields.model_fields)
+
+
+def normalise_pairs(items: list[IdentifierIn], prefix: str = "identifiers") -> list[Pair]:
+    """Canonical (kind, value) pairs, or InvalidInput naming every bad one."""
+    pairs: list[Pair] = []
+    errors: list[ItemError] = []
+    for i, item in enumerate(items):
+        try:
+            pairs.append((item.kind, normalise(item.kind, item.value)))
+        except InvalidIdentifier as exc:
+            errors.append(ItemError(None, f"{prefix}[{i}].value", f"{item.kind}: {exc}"))
+    if errors:
+        raise InvalidInput("some identifiers are not valid", errors)
+    return list(dict.fromkeys(pairs))
+
+
+def resolve_owner(conn: Connection, pairs: list[Pair], *, actor: str, now: datetime) -> str | None:
+    """The one live profile these identifiers point to, merging profiles when they point to several."""
+    owners = list(dict.fromkeys(cid for cid, _ in profiles.owners_of(conn, pairs).values()))
+    if not owners:
+        return None
+    survivor = owners[0]
+    for other in owners[1:]:
+        survivor = merge_pair(
+            conn, survivor, other, reason="identifiers point to one person", actor=actor, now=now
+        )
+    return survivor
+
+
+def _profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
+    values = {k: v for k, v in data.model_dump(exclude_unset=True).items() if k in _FIELDS}
+    prefs = getattr(data, "preferences", None)
+    if prefs is not None:
+        for key, value in prefs.model_dump(exclude_unset=True).items():
+            values["language" if key == "language" else key] = value
+    constraints = getattr(data, "constraints", None)
+    if constraints is not None:
+        values.update({k: v for k, v in constraints.model_dump(exclude_unset=True).items() if v is not None})
+    return values
+
+
+def upsert(
+    conn: Connection, data: CustomerIn, *, actor: str, now: datetime, audited: bool = True
+) -> tuple[str, bool]:
+    """Create the profile, or update the one its identifiers resolve to; returns (id, created)."""
+    pairs = normalise_pairs(data.identifiers)
+    customer_id = resolve_owner(conn, pairs, actor=actor, now=now)
+    values = _profile_values(data)
+    created = customer_id is None
+    if customer_id is None:
+        customer_id = new_customer_id()
+        base = {"status": "prospect", "do_not_contact": False, "vulnerable": False, "fraud_case_open": False}
+        profiles.insert_customers(
+            conn,
+            [
+                {
+                    **base,
+                    "channel_blacklist": [],
+                    "open_complaints": 0,
+                    **values,
+                    "id": customer_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "version": 1,
+                }
+            ],
+        )
+    else:
+        profiles.update_customer(conn, customer_id, values, now)
+    known = profiles.owners_of(conn, pairs)
+    profiles.insert_identifiers(
+        conn,
+        [
+            {"kind": k, "value": v, "customer_id": customer_id, "origin_id": customer_id, "created_at": now}
+            for k, v in pairs
+            if (k, v) not in known
+        ],
+    )
+    if data.segments:
+        profiles.add_segments(conn, customer_id, data.segments)
+    for consent in data.consents:
+        record_consent(conn, customer_id, consent, actor=actor, now=now, audited=audited)
+    upsert_products(conn, customer_id, data.products, now=now)
+    add_relationships(conn, customer_id, data.relationships, now=now)
+    if audited:
+        action = "customer.created" if created else "customer.updated"
+        audit.append(
+            conn, at=now, actor=actor, action=action, target=customer_id, details={"fields": sorted(values)}
+        )
+    return customer_id, created
+
+
+def live_id(conn: Connection, customer_id: str) -> str:
+    """The live profile behind an id (following merges), or NotFound."""
+    root = profiles.root_of(conn, [customer_id]).get(customer_id)
+    if root is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return root
+
+
+def patch(conn: Connection, customer_id: str, data: CustomerPatch, *, actor: str, now: datetime) -> str:
+    """Update the given fields of a profile; audited with the field names."""
+    customer_id = live_id(conn, customer_id)
+    values = _profile_values(data)
+    profiles.update_customer(conn, customer_id, values, now)
+    if data.segments is not None:
+        profiles.set_segments(conn, customer_id, data.segments)
+        values["segments"] = data.segments
+    audit.append(
+        conn,
+        at=now,
+        actor=actor,
+        action="customer.updated",
+        target=customer_id,
+        details={"fields": sorted(values)},
+    )
+    return customer_id
+
+
+def add_identifier(
+    conn: Connection, customer_id: str, item: IdentifierIn, *, actor: str, now: datetime
+) -> str:
+    """Attach an identifier; if another profile holds it, the two merge. Returns the live id."""
+    customer_id = live_id(conn, customer_id)
+    pair = normalise_pairs([item], prefix="identifier")[0]
+    owner = profiles.owners_of(conn, [pair]).get(pair)
+    if owner is None:
+        profiles.insert_identifiers(
+            conn,
+            [
+                {
+                    "kind": pair[0],
+                    "value": pair[1],
+                    "customer_id": customer_id,
+                    "origin_id": customer_id,
+                    "created_at": now,
+                }
+            ],
+        )
+        return customer_id
+    if owner[0] == customer_id:
+        return customer_id
+    return merge_pair(
+        conn, customer_id, owner[0], reason=f"shared identifier {pair[0]}", actor=actor, now=now
+    )
+
+
+def record_consent(
+    conn: Connection, customer_id: str, consent: ConsentIn, *, actor: str, now: datetime, audited: bool = True
+) -> None:
+    """Append one grant or withdrawal to the consent ledger (never overwrites)."""
+    row = {
+        "customer_id": customer_id,
+        "origin_id": customer_id,
+        "channel": consent.channel,
+        "purpose": consent.purpose,
+        "granted": consent.granted,
+        "legal_basis": consent.legal_basis,
+        "source": consent.source,
+        "effective_at": consent.effective_at or now,
+        "recorded_at": now,
+        "recorded_by": actor,
+    }
+    profiles.append_consents(conn, [row])
+    if audited:
+        details = {k: row[k] for k in ("channel", "purpose", "granted", "legal_basis", "source")}
+        audit.append(conn, at=now, actor=actor, action="consent.changed", target=customer_id, details=details)
+
+
+def consents_view(conn: Connection, customer_id: str) -> dict[str, Any]:
+    """The consent ledger and the state derived from it."""
+    customer_id = live_id(conn, customer_id)
+    row = profiles.get_customer(conn, customer_id) or {}
+    ledger = profiles.consent_ledger(conn, customer_id)
+    entries = [
+        ConsentEntry(
+            e["channel"], e["purpose"], e["granted"], e["legal_basis"], e["source"], e["effective_at"]
+        )
+        for e in ledger
+    ]
+    state = current_consents(entries, is_client=row.get("status") == "client")
+    return {
+        "customer_id": customer_id,
+        "current": [
+            {
+                "channel": s.channel,
+                "purpose": s.purpose,
+                "granted": s.granted,
+                "legal_basis": s.legal_basis,
+                "source": s.source,
+                "since": s.since,
+            }
+            for s in state.values()
+        ],
+        "ledger": [
+            {
+                k: e[k]
+                for k in (
+                    "id",
+                    "channel",
+                    "purpose",
+                    "granted",
+                    "legal_basis",
+                    "source",
+                    "effective_at",
+                    "recorded_at",
+                    "recorded_by",
+                )
+            }
+            for e in ledger
+        ],
+    }
+
+
+def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], *, now: datetime) -> None:
+    """Create or update products by (class, contract number); a contract of another person is refused."""
+    errors = [
+        ItemError(None, f"products[{i}].state", f"{p.state!r} is not a lifecycle state of {p.product_class}")
+        for i, p in enumerate(items)
+        if p.state not in PRODUCT_STATES[p.product_class]
+    ]
+    if errors:
+        raise InvalidInput("some products are not valid", errors)
+    existing = profiles.products_by_contract(conn, [(p.product_class, p.contract_number) for p in items])
+    new_rows = []
+    for p in items:
+        values = p.model_dump(exclude={"product_class", "contract_number"})
+        held = existing.get((p.product_class, p.contract_number))
+        if held is None:
+            new_rows.append(
+                {
+                    **values,
+                    "product_class": p.product_class,
+                    "contract_number": p.contract_number,
+                    "customer_id": customer_id,
+                    "origin_id": customer_id,
+                    "state_changed_at": now,
+                }
+            )
+        elif held["customer_id"] != customer_id:
+            raise Conflict(f"contract {p.contract_number} belongs to another customer")
+        else:
+            profiles.update_product(conn, held["id"], {**values, "state_changed_at": now})
+    profiles.insert_products(conn, new_rows)
+
+
+def add_relationships(
+    conn: Connection, customer_id: str, items: list[RelationshipIn], *, now: datetime
+) -> None:
+    """Link this person to others found by an identifier (household, spouse, employer...)."""
+    rows = []
+    for i, rel in enumerate(items):
+        pair = normalise_pairs([rel.related], prefix=f"relationships[{i}].related")[0]
+        owner = profiles.owners_of(conn, [pair]).get(pair)
+        if owner is None:
+            raise InvalidInput(
+                "related person not found",
+                [ItemError(None, f"relationships[{i}].related", "no profile has this identifier")],
+            )
+        rows.append(
+            {
+                "customer_id": customer_id,
+                "origin_id": customer_id,
+                "related_id": owner[0],
+                "kind": rel.kind,
+                "note": rel.note,
+                "created_at": now,
+            }
+        )
+    profiles.insert_relationships(conn, rows)
+
+
+def profile(conn: Connection, customer_id: str) -> dict[str, Any]:
+    """The whole client file: profile, identifiers, consent state, products, relationships."""
+    requested = customer_id
+    customer_id = live_id(conn, customer_id)
+    row = profiles.get_customer(conn, customer_id)
+    if row is None:
+        raise NotFound(f"customer {requested} does not exist")
+    rels = profiles.relationships_of(conn, customer_id)
+    roots = profiles.root_of(conn, [r["related_id"] for r in rels])
+    return {
+        "id": customer_id,
+        "requested_id": requested,
+        "status": row["status"],
+        **{
+            k: row[k]
+            for k in (
+                "first_name",
+                "middle_name",
+                "last_name",
+                "date_of_birth",
+                "language",
+                "timezone",
+                "branch",
+                "relationship_manager",
+                "value_tier",
+            )
+        },
+        "preferences": {
+            k: row[k] for k in ("preferred_channel", "contact_window_start", "contact_window_end")
+        },
+        "constraints": {
+            k: row[k]
+            for k in (
+                "do_not_contact",
+                "vulnerable",
+                "fraud_case_open",
+                "channel_blacklist",
+                "open_complaints",
+            )
+        },
+        "segments": profiles.segments_of(conn, customer_id),
+        "identifiers": [
+            {"kind": i["kind"], "value": i["value"]} for i in profiles.identifiers_of(conn, customer_id)
+        ],
+        "consents": consents_view(conn, customer_id)["current"],
+        "products": [
+            {
+                k: p[k]
+                for k in (
+                    "product_class",
+                    "contract_number",
+                    "state",
+                    "opened_at",
+                    "closed_at",
+                    "maturity_date",
+                    "terms",
+                    "state_changed_at",
+                )
+            }
+            for p in profiles.products_of(conn, customer_id)
+        ],
+        "relationships": [
+            {"kind": r["kind"], "related_id": roots.get(r["related_id"], r["related_id"]), "note": r["note"]}
+            for r in rels
+        ],
+        "merged_from": [
+            m["merged_id"] for m in merging.merges_into(conn, customer_id) if m["undone_at"] is None
+        ],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "version": row["version"],
+    }
+
+
+def lookup(conn: Connection, kind: str, value: str) -> str:
+    """The live customer holding an identifier (one indexed query), or NotFound."""
+    try:
+        pair = (kind, normalise(kind, value))
+    except InvalidIdentifier as exc:
+        raise InvalidInput("invalid identifier", [ItemError(None, "value", str(exc))]) from None
+    owner = profiles.owners_of(conn, [pair]).get(pair)
+    if owner is None:
+        raise NotFound(f"no customer has {kind} {pair[1]}")
+    return owner[0]

@@ -1,0 +1,110 @@
+"""Group commit: single events from many concurrent requests share one transaction.
+
+Each request still gets its answer only after its event is committed (nothing is acknowledged
+that could be lost), but the database sees one commit per few milliseconds instead of one per
+request - which is what lets one SQLite file or one PostgreSQL server take thousands of
+single-event requests a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from omnicrm.domain.errors import DomainError
+from omnicrm.services.ingest import IngestResult, Prepared, ingest
+from omnicrm.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+Outcome = tuple[str, str, str | None]
+
+
+@dataclass(slots=True)
+class _Job:
+    item: Prepared
+    actor: str
+    future: Future[Outcome]
+
+
+class GroupCommitWriter:
+    """A background thread that writes queued single events in small batches."""
+
+    def __init__(self, uow: Callable[[], UnitOfWork], *, linger_s: float, max_batch: int) -> None:
+        self.uow, self.linger_s, self.max_batch = uow, linger_s, max_batch
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="omnicrm-group-commit", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, item: Prepared, actor: str) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        self._queue.put(_Job(item, actor, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.linger_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(job)
+            self._write(batch)
+
+    def _write(self, batch: list[_Job]) -> None:
+        try:
+            results = self._commit(batch)
+        except DomainError:
+            # One item broke a rule only the database can check: write the others one by one.
+            for job in batch:
+                try:
+                    results = self._commit([job])
+                    job.future.set_result(results[job.item.event_id])
+                except Exception as exc:
+                    job.future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("group commit failed")
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        for job in batch:
+            job.future.set_result(results[job.item.event_id])
+
+    def _commit(self, batch: list[_Job]) -> dict[str, Outcome]:
+        now = datetime.now(UTC)
+        outcomes: dict[str, Outcome] = {}
+        by_actor: dict[str, list[Prepared]] = {}
+        for job in batch:
+            by_actor.setdefault(job.actor, []).append(job.item)
+        with self.uow() as uow:
+            for actor, items in by_actor.items():
+                result: IngestResult = ingest(uow.conn, items, actor=actor, now=now)
+                for outcome in result.outcomes:
+                    outcomes.setdefault(outcome[0], outcome)
+            uow.commit()
+        return outcomes

@@ -1,0 +1,328 @@
+"""Event intake: validate a batch, dedupe by event_id, resolve identities, write the timeline.
+
+All-or-nothing: `prepare` finds every problem of every item before anything is written, and
+`ingest` runs inside the caller's transaction, so a refused batch leaves no row behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from omnicrm.domain.catalogue import Catalogue, ProductEffect
+from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
+from omnicrm.domain.identifiers import InvalidIdentifier, normalise
+from omnicrm.domain.pan import find_pan_paths
+from omnicrm.services.contracts import EventIn
+from omnicrm.services.identity import merge_pair, new_customer_id
+from omnicrm.store import profiles, timeline
+
+Pair = tuple[str, str]
+EVENT_KINDS = frozenset({"behavioural", "operational", "reaction"})
+INTERACTION_KINDS = frozenset({"interaction"})
+_COMPLAINT_DELTA = {"crm.complaint.registered": 1, "crm.complaint.resolved": -1}
+_CLIENT_STATES = frozenset({"active", "issued", "maturing"})
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One validated, normalised event, ready to be resolved and stored."""
+
+    event_id: str
+    type: str
+    kind: str
+    source: str
+    channel: str | None
+    occurred_at: datetime
+    customer_id: str | None
+    pairs: tuple[Pair, ...]
+    attributes: dict[str, Any]
+    effect: ProductEffect | None
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    customers_created: int = 0
+    merges: int = 0
+    outcomes: list[tuple[str, str, str | None]] = field(default_factory=list)  # (event_id, status, customer)
+
+
+def prepare_one(
+    raw: object, index: int, catalogue: Catalogue, kinds: frozenset[str]
+) -> Prepared | list[ItemError]:
+    """Validate one raw item against the envelope, the catalogue and the identifier rules."""
+    pans = list(find_pan_paths(raw))
+    if pans:
+        return [
+            ItemError(index, p, "looks like a payment card number; card numbers are never accepted")
+            for p in pans
+        ]
+    try:
+        event = EventIn.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            ItemError(index, ".".join(str(p) for p in e["loc"]) or "(item)", e["msg"])
+            for e in exc.errors(include_url=False)
+        ]
+    event_type = catalogue.get(event.type)
+    if event_type is None or event_type.kind not in kinds:
+        accepted = ", ".join(catalogue.names(*kinds)[:8])
+        return [
+            ItemError(
+                index, "type", f"unknown {'/'.join(sorted(kinds))} type {event.type!r} (e.g. {accepted})"
+            )
+        ]
+    errors: list[ItemError] = []
+    attributes = event_type.clean(event.attributes, index)
+    if isinstance(attributes, list):
+        errors.extend(attributes)
+    pairs: list[Pair] = []
+    for kind, value in event.identifiers.items():
+        try:
+            pairs.append((kind, normalise(kind, value)))
+        except InvalidIdentifier as exc:
+            errors.append(ItemError(index, f"identifiers.{kind}", str(exc)))
+    if not event.identifiers and event.customer_id is None:
+        errors.append(ItemError(index, "identifiers", "give at least one identifier or a customer_id"))
+    if errors or isinstance(attributes, list):
+        return errors
+    return Prepared(
+        event.event_id,
+        event.type,
+        event_type.kind,
+        event.source,
+        event.channel,
+        event.occurred_at,
+        event.customer_id,
+        tuple(pairs),
+        attributes,
+        event_type.product,
+    )
+
+
+def prepare(raw_items: Sequence[object], catalogue: Catalogue, kinds: frozenset[str]) -> list[Prepared]:
+    """Validate a whole batch; raises InvalidInput listing every bad item (index, field, reason)."""
+    prepared: list[Prepared] = []
+    errors: list[ItemError] = []
+    for index, raw in enumerate(raw_items):
+        result = prepare_one(raw, index, catalogue, kinds)
+        if isinstance(result, Prepared):
+            prepared.append(result)
+        else:
+            errors.extend(result)
+    if errors:
+        cls = CardNumberRefused if any("card number" in e.reason for e in errors) else InvalidInput
+        bad = len({e.index for e in errors})
+        raise cls(f"{bad} of {len(raw_items)} items are invalid; nothing was written", errors)
+    return prepared
+
+
+class _Resolver:
+    """Resolves each event to a customer: known identifier, new prospect, or a merge of several."""
+
+    def __init__(self, conn: Connection, items: list[Prepared], now: datetime) -> None:
+        self.conn, self.now = conn, now
+        self.owners = profiles.owners_of(conn, (p for item in items for p in item.pairs))
+        given = {item.customer_id for item in items if item.customer_id}
+        self.roots = profiles.root_of(conn, given)
+        missing = sorted(given - set(self.roots))
+        if missing:
+            errors = [
+                ItemError(i, "customer_id", "no such customer")
+                for i, it in enumerate(items)
+                if it.customer_id in missing
+            ]
+            raise InvalidInput(f"unknown customer ids: {', '.join(missing[:5])}; nothing was written", errors)
+        self.alias: dict[str, str] = {}
+        self.new_customers: list[dict[str, Any]] = []
+        self.new_identifiers: dict[Pair, str] = {}
+        self.merges: list[tuple[str, str]] = []
+
+    def find(self, cid: str) -> str:
+        while cid in self.alias:
+            cid = self.alias[cid]
+        return cid
+
+    def resolve(self, item: Prepared) -> tuple[str, str]:
+        found: list[str] = []
+        origin: str | None = None
+        if item.customer_id:
+            found.append(self.roots[item.customer_id])
+        for pair in item.pairs:
+            if pair in self.owners:
+                cid, pair_origin = self.owners[pair]
+                found.append(cid)
+                origin = origin or pair_origin
+            elif pair in self.new_identifiers:
+                found.append(self.new_identifiers[pair])
+        distinct = list(dict.fromkeys(self.find(c) for c in found))
+        if not distinct:
+            cid = new_customer_id()
+            self.new_customers.append(self._prospect(cid))
+        else:
+            cid = distinct[0]
+            for other in distinct[1:]:
+                self.merges.append((cid, other))
+                self.alias[other] = cid
+        for pair in item.pairs:
+            if pair not in self.owners and pair not in self.new_identifiers:
+                self.new_identifiers[pair] = cid
+        return cid, origin or cid
+
+    def _prospect(self, cid: str) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "status": "prospect",
+            "do_not_contact": False,
+            "vulnerable": False,
+            "fraud_case_open": False,
+            "open_complaints": 0,
+            "channel_blacklist": [],
+            "created_at": self.now,
+            "updated_at": self.now,
+            "version": 1,
+        }
+
+    def write(self, actor: str) -> dict[str, str]:
+        """Insert new prospects and identifiers, run the merges; returns tentative id -> live id."""
+        profiles.insert_customers(self.conn, self.new_customers)
+        profiles.insert_identifiers(
+            self.conn,
+            [
+                {
+                    "kind": k,
+                    "value": v,
+                    "customer_id": self.find(cid),
+                    "origin_id": cid,
+                    "created_at": self.now,
+                }
+                for (k, v), cid in self.new_identifiers.items()
+            ],
+        )
+        live: dict[str, str] = {}
+        for a, b in self.merges:
+            a_live, b_live = live.get(a, a), live.get(b, b)
+            while a_live in live and live[a_live] != a_live:
+                a_live = live[a_live]
+            while b_live in live and live[b_live] != b_live:
+                b_live = live[b_live]
+            if a_live == b_live:
+                continue
+            survivor = merge_pair(
+                self.conn,
+                a_live,
+                b_live,
+                reason="event identifiers point to one person",
+                actor=actor,
+                now=self.now,
+            )
+            loser = b_live if survivor == a_live else a_live
+            live[loser] = survivor
+        return live
+
+
+def _final(cid: str, live: dict[str, str]) -> str:
+    while cid in live:
+        cid = live[cid]
+    return cid
+
+
+def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime) -> IngestResult:
+    """Store a prepared batch inside the caller's transaction; replays are acknowledged, not stored."""
+    result = IngestResult()
+    known = timeline.known_event_ids(conn, [i.event_id for i in items])
+    fresh: list[Prepared] = []
+    seen: set[str] = set()
+    for item in items:
+        if item.event_id in known or item.event_id in seen:
+            result.duplicates += 1
+        else:
+            seen.add(item.event_id)
+            fresh.append(item)
+    resolver = _Resolver(conn, fresh, now)
+    resolved = [resolver.resolve(item) for item in fresh]
+    live = resolver.write(actor)
+    result.customers_created = len(resolver.new_customers)
+    result.merges = len(live)
+    rows = []
+    for item, (tentative, origin) in zip(fresh, resolved, strict=True):
+        cid = _final(resolver.find(tentative), live)
+        rows.append(
+            {
+                "event_id": item.event_id,
+                "customer_id": cid,
+                "origin_id": origin,
+                "kind": item.kind,
+                "type": item.type,
+                "source": item.source,
+                "channel": item.channel,
+                "occurred_at": item.occurred_at,
+                "received_at": now,
+                "attributes": item.attributes,
+            }
+        )
+    timeline.insert_events(conn, rows)
+    _apply_effects(conn, fresh, [r["customer_id"] for r in rows], now)
+    result.accepted = len(rows)
+    cids = {r["event_id"]: r["customer_id"] for r in rows}
+    result.outcomes = [
+        (i.event_id, "accepted" if i.event_id in cids else "duplicate", cids.get(i.event_id)) for i in items
+    ]
+    return result
+
+
+def _apply_effects(conn: Connection, items: list[Prepared], owners: list[str], now: datetime) -> None:
+    """Product lifecycle moves and complaint counters; a late event never overrides a newer state."""
+    targets = [
+        (item, cid, item.effect.target(item.attributes))
+        for item, cid in zip(items, owners, strict=True)
+        if item.effect is not None
+    ]
+    complaints: dict[str, int] = {}
+    for item, cid in zip(items, owners, strict=True):
+        if item.type in _COMPLAINT_DELTA:
+            complaints[cid] = complaints.get(cid, 0) + _COMPLAINT_DELTA[item.type]
+    timeline.adjust_complaints(conn, complaints, now)
+    if not targets:
+        return
+    existing = profiles.products_by_contract(conn, [(cls, num) for _, _, (cls, num, _) in targets])
+    new_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    promoted: list[str] = []
+    for item, cid, (cls, number, state) in sorted(targets, key=lambda t: t[0].occurred_at):
+        key = (cls, number)
+        held = existing.get(key) or new_rows.get(key)
+        if held is not None and held["customer_id"] != cid:
+            continue  # the contract is another person's: the event is kept on the timeline only
+        if held is None:
+            new_rows[key] = {
+                "customer_id": cid,
+                "origin_id": cid,
+                "product_class": cls,
+                "contract_number": number,
+                "state": state,
+                "opened_at": item.occurred_at.date(),
+                "terms": {},
+                "maturity_date": _date_attr(item.attributes.get("maturity_date")),
+                "state_changed_at": item.occurred_at,
+            }
+        elif item.occurred_at >= held["state_changed_at"]:
+            held.update(state=state, state_changed_at=item.occurred_at)
+            if "id" in held:
+                profiles.update_product(
+                    conn, held["id"], {"state": state, "state_changed_at": item.occurred_at}
+                )
+        if state in _CLIENT_STATES:
+            promoted.append(cid)
+    profiles.insert_products(conn, list(new_rows.values()))
+    timeline.promote_to_client(conn, promoted, now)
+
+
+def _date_attr(value: object) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else None

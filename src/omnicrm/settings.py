@@ -1,0 +1,33 @@
+"""All configuration, from environment variables (OMNICRM_*) or a .env file; secrets never in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime settings; see the configuration table in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNICRM_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./var/omnicrm.db"
+    catalogue_file: Path = Path("catalogue/events.yaml")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    ingest_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    ingest_max_batch: int = Field(default=1000, ge=1, le=1000)
+    max_batch_items: int = Field(default=1000, ge=1, le=1000)
+    pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+    @model_validator(mode="after")
+    def _production_is_not_embedded(self) -> Settings:
+        if self.env == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
+        return self

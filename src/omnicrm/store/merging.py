@@ -1,0 +1,101 @@
+"""Moving a profile's rows on merge, and giving them back on unmerge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from omnicrm.store.tables import (
+    consents,
+    customers,
+    events,
+    identifiers,
+    merges,
+    products,
+    relationships,
+    segments,
+)
+
+# Tables whose rows carry customer_id (owner now) and origin_id (profile first recorded on).
+OWNED = (identifiers, consents, products, relationships, events)
+
+
+def move_rows(conn: Connection, *, from_id: str, to_id: str) -> dict[str, int]:
+    """Re-own every child row of `from_id` to `to_id`; segments are united."""
+    moved: dict[str, int] = {}
+    for table in OWNED:
+        result = conn.execute(update(table).where(table.c.customer_id == from_id).values(customer_id=to_id))
+        moved[table.name] = result.rowcount
+    have = set(conn.execute(select(segments.c.segment).where(segments.c.customer_id == to_id)).scalars())
+    theirs = list(conn.execute(select(segments.c.segment).where(segments.c.customer_id == from_id)).scalars())
+    conn.execute(delete(segments).where(segments.c.customer_id == from_id))
+    new = [{"customer_id": to_id, "segment": s} for s in theirs if s not in have]
+    if new:
+        conn.execute(insert(segments), new)
+    return moved
+
+
+def descendants(conn: Connection, customer_id: str) -> set[str]:
+    """The profile and every profile merged into it, directly or through a chain."""
+    found = {customer_id}
+    frontier = {customer_id}
+    while frontier:
+        rows = conn.execute(select(customers.c.id).where(customers.c.merged_into.in_(frontier))).scalars()
+        frontier = set(rows) - found
+        found |= frontier
+    return found
+
+
+def give_back(conn: Connection, *, origin_ids: set[str], to_id: str) -> dict[str, int]:
+    """Return to `to_id` every child row first recorded on one of `origin_ids`."""
+    moved: dict[str, int] = {}
+    for table in OWNED:
+        result = conn.execute(
+            update(table).where(table.c.origin_id.in_(origin_ids)).values(customer_id=to_id)
+        )
+        moved[table.name] = result.rowcount
+    return moved
+
+
+def record_merge(
+    conn: Connection,
+    *,
+    survivor_id: str,
+    merged_id: str,
+    reason: str,
+    snapshot: dict[str, Any],
+    actor: str,
+    now: datetime,
+) -> int:
+    result = conn.execute(
+        insert(merges).values(
+            survivor_id=survivor_id,
+            merged_id=merged_id,
+            reason=reason,
+            snapshot=snapshot,
+            created_at=now,
+            created_by=actor,
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def open_merge_of(conn: Connection, merged_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(merges)
+        .where(merges.c.merged_id == merged_id, merges.c.undone_at.is_(None))
+        .order_by(merges.c.id.desc())
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def merges_into(conn: Connection, survivor_id: str) -> list[dict[str, Any]]:
+    query = select(merges).where(merges.c.survivor_id == survivor_id).order_by(merges.c.id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def mark_undone(conn: Connection, merge_id: int, *, actor: str, now: datetime) -> None:
+    conn.execute(update(merges).where(merges.c.id == merge_id).values(undone_at=now, undone_by=actor))

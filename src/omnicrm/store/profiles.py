@@ -1,0 +1,169 @@
+"""Customer profiles and their child rows: identifiers, segments, consents, products, relationships."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import Connection
+
+from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
+
+Pair = tuple[str, str]
+_CHUNK = 400
+
+
+def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, str]]:
+    """(kind, value) -> (customer_id, origin_id) for every pair that is known."""
+    wanted = list(dict.fromkeys(pairs))
+    found: dict[Pair, tuple[str, str]] = {}
+    for part in chunks(wanted):
+        query = select(
+            identifiers.c.kind, identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id
+        )
+        for kind, value, cid, origin in conn.execute(
+            query.where(tuple_(identifiers.c.kind, identifiers.c.value).in_(part))
+        ):
+            found[(kind, value)] = (cid, origin)
+    return found
+
+
+def root_of(conn: Connection, customer_ids: Iterable[str]) -> dict[str, str]:
+    """Map each id to the live profile it ends in after following `merged_into`; unknown ids are left out."""
+    result: dict[str, str] = {}
+    pending = {cid: cid for cid in customer_ids}
+    for _ in range(32):  # merge chains are short; the bound guards against a corrupt cycle
+        if not pending:
+            break
+        rows = conn.execute(
+            select(customers.c.id, customers.c.merged_into).where(customers.c.id.in_(set(pending.values())))
+        ).all()
+        step = {r.id: r.merged_into for r in rows}
+        nxt: dict[str, str] = {}
+        for start, current in pending.items():
+            if current not in step:
+                continue
+            target = step[current]
+            if target is None:
+                result[start] = current
+            else:
+                nxt[start] = target
+        pending = nxt
+    return result
+
+
+def get_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(customers).where(customers.c.id == customer_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def insert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(customers), rows)
+
+
+def update_customer(conn: Connection, customer_id: str, values: dict[str, Any], now: datetime) -> None:
+    if values:
+        conn.execute(
+            update(customers)
+            .where(customers.c.id == customer_id)
+            .values(**values, updated_at=now, version=customers.c.version + 1)
+        )
+
+
+def insert_identifiers(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(identifiers), rows)
+
+
+def identifiers_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    query = select(identifiers).where(identifiers.c.customer_id == customer_id).order_by(identifiers.c.kind)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def segments_of(conn: Connection, customer_id: str) -> list[str]:
+    query = (
+        select(segments.c.segment).where(segments.c.customer_id == customer_id).order_by(segments.c.segment)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def set_segments(conn: Connection, customer_id: str, wanted: Iterable[str]) -> None:
+    conn.execute(delete(segments).where(segments.c.customer_id == customer_id))
+    rows = [{"customer_id": customer_id, "segment": s} for s in sorted(set(wanted))]
+    if rows:
+        conn.execute(insert(segments), rows)
+
+
+def add_segments(conn: Connection, customer_id: str, new: Iterable[str]) -> None:
+    have = set(segments_of(conn, customer_id))
+    rows = [{"customer_id": customer_id, "segment": s} for s in sorted(set(new) - have)]
+    if rows:
+        conn.execute(insert(segments), rows)
+
+
+def consent_ledger(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    query = (
+        select(consents)
+        .where(consents.c.customer_id == customer_id)
+        .order_by(consents.c.effective_at, consents.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def append_consents(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(consents), rows)
+
+
+def products_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    query = (
+        select(products)
+        .where(products.c.customer_id == customer_id)
+        .order_by(products.c.product_class, products.c.contract_number)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def products_by_contract(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    wanted = list(dict.fromkeys(keys))
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for part in chunks(wanted):
+        query = select(products).where(tuple_(products.c.product_class, products.c.contract_number).in_(part))
+        for row in conn.execute(query):
+            found[(row.product_class, row.contract_number)] = dict(row._mapping)
+    return found
+
+
+def insert_products(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(products), rows)
+
+
+def update_product(conn: Connection, product_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(products).where(products.c.id == product_id).values(**values))
+
+
+def relationships_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    query = (
+        select(relationships).where(relationships.c.customer_id == customer_id).order_by(relationships.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def insert_relationships(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(relationships), rows)
+
+
+def count_customers(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())

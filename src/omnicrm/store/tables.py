@@ -1,0 +1,240 @@
+"""The schema, as SQLAlchemy Core tables (the ORM is not used on hot paths).
+
+Every per-customer child row keeps `customer_id` (who owns it now) and `origin_id` (the profile it
+was first recorded on), so a merge is an UPDATE and an unmerge gives every row back exactly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Time,
+    UniqueConstraint,
+)
+
+from omnicrm.store.types import Json, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = String(32)
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PKs only
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("first_name", String(100)),
+    Column("middle_name", String(100)),
+    Column("last_name", String(100)),
+    Column("date_of_birth", Date),
+    Column("language", String(8)),
+    Column("timezone", String(64)),
+    Column("branch", String(64)),
+    Column("relationship_manager", String(100)),
+    Column("preferred_channel", String(16)),
+    Column("contact_window_start", Time),
+    Column("contact_window_end", Time),
+    Column("do_not_contact", Boolean, nullable=False, default=False),
+    Column("vulnerable", Boolean, nullable=False, default=False),
+    Column("fraud_case_open", Boolean, nullable=False, default=False),
+    Column("open_complaints", Integer, nullable=False, default=0),
+    Column("channel_blacklist", Json, nullable=False, default=list),
+    Column("value_tier", String(16)),
+    Column("merged_into", Id, ForeignKey("customers.id")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+)
+Index("ix_customers_status_tier", customers.c.status, customers.c.value_tier)
+Index("ix_customers_branch", customers.c.branch)
+Index("ix_customers_merged_into", customers.c.merged_into)
+
+# One row per (kind, value): lookup by any identifier is one indexed query.
+identifiers = Table(
+    "identifiers",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(160), primary_key=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("origin_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_identifiers_customer", identifiers.c.customer_id)
+Index("ix_identifiers_origin", identifiers.c.origin_id)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("customer_id", Id, ForeignKey("customers.id"), primary_key=True),
+    Column("segment", String(64), primary_key=True),
+)
+Index("ix_segments_segment", segments.c.segment)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("origin_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("legal_basis", String(32), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("effective_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+)
+Index("ix_consents_customer", consents.c.customer_id, consents.c.effective_at)
+Index("ix_consents_origin", consents.c.origin_id)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("origin_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("product_class", String(32), nullable=False),
+    Column("contract_number", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("opened_at", Date),
+    Column("closed_at", Date),
+    Column("maturity_date", Date),
+    Column("terms", Json, nullable=False, default=dict),
+    Column("state_changed_at", UtcDateTime, nullable=False),
+    UniqueConstraint("product_class", "contract_number", name="uq_products_contract"),
+)
+Index("ix_products_customer", products.c.customer_id)
+Index("ix_products_origin", products.c.origin_id)
+Index("ix_products_class_state", products.c.product_class, products.c.state)
+
+relationships = Table(
+    "relationships",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("origin_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("related_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("note", String(200)),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_relationships_customer", relationships.c.customer_id)
+Index("ix_relationships_origin", relationships.c.origin_id)
+
+# The timeline: behavioural, operational, reaction events and CRM interactions in one table.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("origin_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("channel", String(16)),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("attributes", Json, nullable=False),
+)
+Index("ix_events_timeline", events.c.customer_id, events.c.occurred_at, events.c.id)
+Index("ix_events_origin", events.c.origin_id)
+Index("ix_events_type_time", events.c.type, events.c.occurred_at)
+
+merges = Table(
+    "merges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("survivor_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("merged_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("snapshot", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("undone_at", UtcDateTime),
+    Column("undone_by", String(64)),
+)
+Index("ix_merges_merged", merges.c.merged_id)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(200)),
+    Column("role", String(16), nullable=False),
+    Column("branch", String(64)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+)
+
+# Append-only and hash-chained: each row's hash covers the previous row's hash.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(64)),
+    Column("details", Json, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_action", audit_log.c.action, audit_log.c.at)
+Index("ix_audit_target", audit_log.c.target)
+
+# One row, locked to serialise appends to the audit chain.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_hash", String(64), nullable=False),
+)
+
+__all__ = [
+    "api_tokens",
+    "audit_head",
+    "audit_log",
+    "consents",
+    "customers",
+    "events",
+    "identifiers",
+    "merges",
+    "metadata",
+    "products",
+    "relationships",
+    "segments",
+    "users",
+]

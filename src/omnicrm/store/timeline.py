@@ -1,0 +1,84 @@
+"""The timeline table: bulk insert of events, dedup look-up, and paged reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from omnicrm.store.profiles import chunks
+from omnicrm.store.tables import customers, events
+
+
+def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(event_ids, 500):
+        found.update(conn.execute(select(events.c.event_id).where(events.c.event_id.in_(part))).scalars())
+    return found
+
+
+def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(events), rows)
+
+
+def page(
+    conn: Connection,
+    customer_id: str,
+    *,
+    kinds: Iterable[str] = (),
+    types: Iterable[str] = (),
+    channels: Iterable[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest first; `after` is the (occurred_at, id) of the last row of the previous page."""
+    query = select(events).where(events.c.customer_id == customer_id)
+    if kinds := list(kinds):
+        query = query.where(events.c.kind.in_(kinds))
+    if types := list(types):
+        query = query.where(events.c.type.in_(types))
+    if channels := list(channels):
+        query = query.where(events.c.channel.in_(channels))
+    if since is not None:
+        query = query.where(events.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(events.c.occurred_at < until)
+    if after is not None:
+        at, row_id = after
+        query = query.where(
+            or_(events.c.occurred_at < at, and_(events.c.occurred_at == at, events.c.id < row_id))
+        )
+    query = query.order_by(events.c.occurred_at.desc(), events.c.id.desc()).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def promote_to_client(conn: Connection, customer_ids: Iterable[str], now: datetime) -> None:
+    """A prospect who opens a product becomes a client (and keeps his history)."""
+    ids = sorted(set(customer_ids))
+    for part in chunks(ids):
+        conn.execute(
+            update(customers)
+            .where(customers.c.id.in_(part), customers.c.status == "prospect")
+            .values(status="client", updated_at=now)
+        )
+
+
+def adjust_complaints(conn: Connection, deltas: dict[str, int], now: datetime) -> None:
+    for customer_id, delta in deltas.items():
+        if delta:
+            conn.execute(
+                update(customers)
+                .where(customers.c.id == customer_id)
+                .values(open_complaints=customers.c.open_complaints + delta, updated_at=now)
+            )
+            conn.execute(
+                update(customers)
+                .where(customers.c.id == customer_id, customers.c.open_complaints < 0)
+                .values(open_complaints=0)
+            )
