@@ -39,7 +39,7 @@ _STATUS: dict[type[DomainError], int] = {
 def _status(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
-            return _STATUS[cls]  # type: ignore[index]
+            return _STATUS[cls]
     return 400
 
 

@@ -56,10 +56,10 @@ def current_consents(
     state: dict[tuple[str, str], ConsentState] = {}
     for channel in CHANNELS:
         for purpose in PURPOSES:
-            entry = latest.get((channel, purpose))
-            if entry is not None:
+            last = latest.get((channel, purpose))
+            if last is not None:
                 state[(channel, purpose)] = ConsentState(
-                    channel, purpose, entry.granted, entry.legal_basis, entry.source, entry.effective_at
+                    channel, purpose, last.granted, last.legal_basis, last.source, last.effective_at
                 )
             elif purpose == "service" and is_client:
                 state[(channel, purpose)] = ConsentState(channel, purpose, True, "contract", "default", None)

@@ -87,7 +87,7 @@ def unmerge(conn: Connection, *, customer_id: str, actor: str, now: datetime) ->
     if record is None:
         raise Conflict(f"customer {customer_id} is not merged into another profile")
     snapshot = record["snapshot"]
-    survivor_id = record["survivor_id"]
+    survivor_id = str(record["survivor_id"])
     moved = merging.give_back(conn, origin_ids=merging.descendants(conn, customer_id), to_id=customer_id)
     restored = {k: v for k, v in snapshot["merged"].items() if k not in _NOT_RESTORED}
     profiles.update_customer(

@@ -109,12 +109,12 @@ def import_events(
     for start in range(0, len(prepared), CHUNK):
         part = prepared[start : start + CHUNK]
         with uow_factory() as uow:
-            result = ingest.ingest(uow.conn, part, actor=actor, now=datetime.now(UTC))
+            written = ingest.ingest(uow.conn, part, actor=actor, now=datetime.now(UTC))
             uow.commit()
-        report.accepted += result.accepted
-        report.duplicates += result.duplicates
-        report.customers_created += result.customers_created
-        report.merges += result.merges
+        report.accepted += written.accepted
+        report.duplicates += written.duplicates
+        report.customers_created += written.customers_created
+        report.merges += written.merges
         if progress:
             progress(len(part))
     _audit_import(uow_factory, path, "events", report, actor)

@@ -251,7 +251,7 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
     live = resolver.write(actor)
     result.customers_created = len(resolver.new_customers)
     result.merges = len(live)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item, (tentative, origin) in zip(fresh, resolved, strict=True):
         cid = _final(resolver.find(tentative), live)
         rows.append(
@@ -271,10 +271,12 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
     timeline.insert_events(conn, rows)
     _apply_effects(conn, fresh, [r["customer_id"] for r in rows], now)
     result.accepted = len(rows)
-    cids = {r["event_id"]: r["customer_id"] for r in rows}
-    result.outcomes = [
-        (i.event_id, "accepted" if i.event_id in cids else "duplicate", cids.get(i.event_id)) for i in items
-    ]
+    owners: dict[str, str] = {**known, **{r["event_id"]: r["customer_id"] for r in rows}}
+    pending = {r["event_id"] for r in rows}
+    for item in items:
+        status = "accepted" if item.event_id in pending else "duplicate"
+        pending.discard(item.event_id)
+        result.outcomes.append((item.event_id, status, owners.get(item.event_id)))
     return result
 
 

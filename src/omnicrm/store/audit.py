@@ -16,7 +16,10 @@ GENESIS = "0" * 64
 
 
 def _digest(prev: str, at: datetime, actor: str, action: str, target: str | None, details: Any) -> str:
-    body = orjson.dumps([prev, at.isoformat(), actor, action, target, details], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    body = orjson.dumps(
+        [prev, at.isoformat(), actor, action, target, details],
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+    )
     return hashlib.sha256(body).hexdigest()
 
 

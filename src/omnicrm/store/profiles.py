@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
@@ -22,17 +22,21 @@ def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
 
 def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, str]]:
     """(kind, value) -> (customer_id, origin_id) for every pair that is known."""
-    wanted = list(dict.fromkeys(pairs))
+    # One `kind = ? AND value IN (...)` per kind: SQLite scans the whole table for a row-value IN.
     found: dict[Pair, tuple[str, str]] = {}
-    for part in chunks(wanted):
-        query = select(
-            identifiers.c.kind, identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id
-        )
-        for kind, value, cid, origin in conn.execute(
-            query.where(tuple_(identifiers.c.kind, identifiers.c.value).in_(part))
-        ):
-            found[(kind, value)] = (cid, origin)
+    query = select(identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id)
+    for kind, values in _by_first(pairs).items():
+        for part in chunks(values):
+            rows = conn.execute(query.where(identifiers.c.kind == kind, identifiers.c.value.in_(part)))
+            found.update(((kind, value), (cid, origin)) for value, cid, origin in rows)
     return found
+
+
+def _by_first(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, dict[str, None]] = {}
+    for first, second in pairs:
+        grouped.setdefault(first, {})[second] = None
+    return {first: list(seconds) for first, seconds in grouped.items()}
 
 
 def root_of(conn: Connection, customer_ids: Iterable[str]) -> dict[str, str]:
@@ -135,18 +139,39 @@ def products_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
 def products_by_contract(
     conn: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    wanted = list(dict.fromkeys(keys))
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for part in chunks(wanted):
-        query = select(products).where(tuple_(products.c.product_class, products.c.contract_number).in_(part))
-        for row in conn.execute(query):
-            found[(row.product_class, row.contract_number)] = dict(row._mapping)
+    for product_class, numbers in _by_first(keys).items():
+        for part in chunks(numbers):
+            query = select(products).where(
+                products.c.product_class == product_class, products.c.contract_number.in_(part)
+            )
+            found.update(
+                ((r.product_class, r.contract_number), dict(r._mapping)) for r in conn.execute(query)
+            )
     return found
 
 
 def insert_products(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(products), rows)
+    """Insert products and register each contract number as a `contract` identifier of its owner."""
+    if not rows:
+        return
+    conn.execute(insert(products), rows)
+    pairs = [("contract", str(r["contract_number"])) for r in rows]
+    known = owners_of(conn, pairs)
+    insert_identifiers(
+        conn,
+        [
+            {
+                "kind": "contract",
+                "value": r["contract_number"],
+                "customer_id": r["customer_id"],
+                "origin_id": r["origin_id"],
+                "created_at": r["state_changed_at"],
+            }
+            for r in {r["contract_number"]: r for r in rows}.values()
+            if ("contract", r["contract_number"]) not in known
+        ],
+    )
 
 
 def update_product(conn: Connection, product_id: int, values: dict[str, Any]) -> None:

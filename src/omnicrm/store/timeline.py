@@ -13,10 +13,12 @@ from omnicrm.store.profiles import chunks
 from omnicrm.store.tables import customers, events
 
 
-def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str]:
+    """event_id -> customer_id for the ids already stored."""
+    found: dict[str, str] = {}
     for part in chunks(event_ids, 500):
-        found.update(conn.execute(select(events.c.event_id).where(events.c.event_id.in_(part))).scalars())
+        query = select(events.c.event_id, events.c.customer_id).where(events.c.event_id.in_(part))
+        found.update((e, c) for e, c in conn.execute(query))
     return found
 
 

@@ -1,0 +1,1 @@
+"""Deterministic synthetic data: Ukrainian bank customers, their events and CRM interactions."""

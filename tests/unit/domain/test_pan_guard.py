@@ -1,0 +1,209 @@
+"""PAN detection: real card numbers are found in any text, look-alikes (IBANs, phones, dates) are not."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omnicrm.domain.pan import contains_pan, find_pan_paths, luhn_valid
+
+VISA = "4111111111111111"
+MASTERCARD = "5555555555554444"
+AMEX = "378282246310005"
+
+
+def luhn_check_digit(payload: str) -> str:
+    """The digit that makes `payload + digit` pass the Luhn check."""
+    for digit in "0123456789":
+        if luhn_valid(payload + digit):
+            return digit
+    raise AssertionError("unreachable: one check digit always exists")
+
+
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [
+        (VISA, True),
+        (MASTERCARD, True),
+        (AMEX, True),
+        ("79927398713", True),  # the textbook Luhn example
+        ("0", True),
+        ("4111111111111112", False),
+        ("79927398710", False),
+        ("1234567890123456", False),
+    ],
+)
+def test_luhn_valid(digits: str, expected: bool) -> None:
+    assert luhn_valid(digits) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        VISA,
+        MASTERCARD,
+        AMEX,
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "5555 5555 5555 4444",
+        "5555-5555-5555-4444",
+        "3782 822463 10005",
+        "3782-822463-10005",
+        "Card number: 4111111111111111, thanks",
+        "карта 5555 5555 5555 4444 клієнта",
+        "(4111111111111111)",
+        "call +380671234567 about 4111-1111-1111-1111",
+        "card 4111111111111111 exp 12/25 cvv 123",
+    ],
+)
+def test_real_card_numbers_are_detected(text: str) -> None:
+    assert contains_pan(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "no digits here",
+        "4111111111111112",  # Luhn-invalid 16 digits
+        "4111 1111 1111 1112",
+        "1234567890123456",
+        "UA213223130000026007233566001",  # Ukrainian IBAN, compact
+        "IBAN: UA213223130000026007233566001.",
+        "+380671234567",
+        "380671234567",
+        "067 123 45 67",
+        "+38 (067) 123-45-67",
+        "+380671234567 +380671234568",
+        "2026-11-20T12:00:00+02:00",
+        "2026-11-20T12:00:00.123456Z",
+        "2026-11-20 12:00:00",
+        "2026-11-20 2026-11-21",
+        "4111111111111111111111",  # 22-digit run holding a PAN prefix
+        "12345678901234567890123",
+        "00000000000000000000",
+        "0000000000000000",  # Luhn-valid but no card scheme starts with 0
+        "1111111111111117",  # Luhn-valid, no card scheme starts with 1
+        "411111111111",  # 12 digits: too short for a card
+    ],
+)
+def test_look_alikes_are_not_card_numbers(text: str) -> None:
+    assert not contains_pan(text)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: only the longest digit run per start is Luhn-checked (greedy finditer), "
+    "so a PAN followed/preceded by a short digit group (CVV, expiry, quantity) is missed",
+)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111111111111111 123",  # PAN + CVV
+        "4111 1111 1111 1111 12/25",  # PAN + expiry
+        "5555555555554444 12-25",
+        "qty 1 4111111111111111",
+    ],
+)
+def test_card_number_next_to_a_short_digit_group_is_detected(text: str) -> None:
+    assert contains_pan(text)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: an IBAN printed in groups of four (the usual form) is read as space-grouped digits; "
+    "about 5% of valid UA IBANs are then refused as card numbers",
+)
+def test_iban_in_printed_groups_is_not_a_card_number() -> None:
+    assert not contains_pan("UA50 3223 1323 2805 9832 4682 0341 7")
+
+
+_NON_DIGIT_TEXT = st.text(
+    alphabet=st.characters(exclude_characters="0123456789", exclude_categories=["Cs"]), max_size=30
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=st.text(alphabet="0123456789", min_size=14, max_size=14),
+    separator=st.sampled_from(["", " ", "-"]),
+    before=_NON_DIGIT_TEXT,
+    after=_NON_DIGIT_TEXT,
+)
+def test_any_luhn_valid_visa_number_in_text_is_detected(
+    payload: str, separator: str, before: str, after: str
+) -> None:
+    number = "4" + payload
+    number += luhn_check_digit(number)
+    assert luhn_valid(number)
+    grouped = separator.join(number[i : i + 4] for i in range(0, 16, 4))
+    assert contains_pan(before + grouped + after)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=12, max_size=18),
+    position=st.integers(min_value=0),
+    shift=st.integers(min_value=1, max_value=9),
+)
+def test_luhn_catches_every_single_digit_error(digits: str, position: int, shift: int) -> None:
+    number = digits + luhn_check_digit(digits)
+    index = position % len(number)
+    wrong = (int(number[index]) + shift) % 10
+    mutated = number[:index] + str(wrong) + number[index + 1 :]
+    assert not luhn_valid(mutated)
+
+
+def test_find_pan_paths_on_nested_data() -> None:
+    payload = {
+        "event_id": "e-1",
+        "phone": "+380671234567",
+        "iban": "UA213223130000026007233566001",
+        "items": [
+            {"attributes": {"note": "ok"}},
+            {"attributes": {"note": "still ok", "amount": 5}},
+            {"attributes": {"note": f"card {VISA} please", "sku": 12}},
+        ],
+        "card": int(MASTERCARD),
+        "nested": {"deeper": [["x", "4111-1111-1111-1111"]]},
+        "flag": True,
+        "nothing": None,
+        "ratio": 0.5,
+    }
+    assert list(find_pan_paths(payload)) == [
+        "items[2].attributes.note",
+        "card",
+        "nested.deeper[0][1]",
+    ]
+
+
+def test_find_pan_paths_reports_keys_holding_a_pan() -> None:
+    assert list(find_pan_paths({"attributes": {VISA: "x"}})) == [f"attributes.{VISA}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (VISA, ["(value)"]),
+        (int(VISA), ["(value)"]),
+        ([VISA], ["[0]"]),
+        ((AMEX, "x"), ["[0]"]),
+        ("clean", []),
+        (True, []),
+        (None, []),
+        ({}, []),
+        ([], []),
+    ],
+)
+def test_find_pan_paths_on_scalars_and_top_level_sequences(value: object, expected: list[str]) -> None:
+    assert list(find_pan_paths(value)) == expected
+
+
+def test_find_pan_paths_finds_nothing_in_clean_data() -> None:
+    payload = {
+        "identifiers": {"phone": "+380671234567", "account": "UA213223130000026007233566001"},
+        "occurred_at": "2026-11-20T12:00:00+02:00",
+        "attributes": {"contract_number": "DEP-2026-000123", "amount": 1234567.89},
+    }
+    assert list(find_pan_paths(payload)) == []
