@@ -83,6 +83,15 @@ class EventTypeSpec(_Strict):
             for ref in (self.product.class_from, self.product.contract_from):
                 if ref is not None and ref not in self.attributes:
                     raise ValueError(f"product effect refers to undeclared attribute {ref!r}")
+                if ref is not None and not self.attributes[ref].required:
+                    raise ValueError(f"product effect needs attribute {ref!r} to be required")
+            source = self.attributes.get(self.product.class_from or "")
+            if source is not None:
+                classes = source.values or []
+                if source.type != "enum" or any(c not in PRODUCT_CLASSES for c in classes):
+                    raise ValueError("`class_from` must name an enum attribute of product classes")
+                if not all(self.product.state in PRODUCT_STATES[c] for c in classes):
+                    raise ValueError(f"state {self.product.state!r} is not a lifecycle state of every class")
         return self
 
 

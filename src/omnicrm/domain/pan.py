@@ -1,8 +1,11 @@
 """Detection of payment card numbers (PAN) in free input, so that none is ever stored.
 
-A candidate is a run of 13-19 digits, optionally grouped by single spaces or dashes, not part of
-a longer digit run (so IBANs and long contract numbers pass), that starts with an issuer prefix of
-a card scheme and passes the Luhn check.
+Digits are read as runs of groups joined by single spaces or dashes ("4111 1111 1111 1111",
+"4111111111111111 123"). Every window of whole groups holding 13-19 digits is a candidate (groups of
+a multi-group window have at least 3 digits, so dates and times do not combine into one); a
+candidate is a PAN when it starts with a card scheme's prefix and passes the Luhn check. Valid
+IBANs, in compact or printed form, are set aside first, and a single run of more than 19 digits
+(an account number) is not a card number.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-_CANDIDATE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+from omnicrm.domain.identifiers import iban_valid
+
 _PREFILTER = re.compile(r"[0-9]{4}")
+_RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # Visa 4, Mastercard 2/5, Amex/Diners/JCB 3, Discover/UnionPay/Maestro 6, PROSTIR 9804.
 _SCHEME_PREFIX = re.compile(r"^(?:[2-6]|9804)")
 
@@ -29,15 +35,34 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and _SCHEME_PREFIX.match(digits) is not None and luhn_valid(digits)
+
+
+def _without_ibans(text: str) -> str:
+    return _IBAN.sub(lambda m: " " if iban_valid(m.group().replace(" ", "")) else m.group(), text)
+
+
+def _run_has_card(run: str) -> bool:
+    groups = re.split(r"[ -]", run)
+    for first in range(len(groups)):
+        digits = ""
+        for last in range(first, len(groups)):
+            if last > first and (len(groups[last]) < 3 or len(groups[first]) < 3):
+                break
+            digits += groups[last]
+            if len(digits) > 19:
+                break
+            if _is_card(digits):
+                return True
+    return False
+
+
 def contains_pan(text: str) -> bool:
     """True when `text` holds something that looks like a real card number."""
     if not _PREFILTER.search(text):
         return False
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and _SCHEME_PREFIX.match(digits) and luhn_valid(digits):
-            return True
-    return False
+    return any(_run_has_card(m.group()) for m in _RUN.finditer(_without_ibans(text)))
 
 
 def find_pan_paths(value: object, path: str = "") -> Iterator[str]:

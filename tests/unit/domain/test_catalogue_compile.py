@@ -206,7 +206,7 @@ def test_bad_real_catalogue_mutation_is_refused(real_data: dict[str, Any]) -> No
 def test_effect_with_class_from_compiles() -> None:
     catalogue = compile_catalogue(
         one_type(
-            {"k": {"type": "enum", "values": ["card", "deposit"], "required": True}, "c": {"type": "string"}},
+            {"k": {"type": "enum", "values": ["card", "deposit"], "required": True}, "c": {"type": "string", "required": True}},
             {"class_from": "k", "contract_from": "c", "state": "closed"},
         )
     )
@@ -215,11 +215,6 @@ def test_effect_with_class_from_compiles() -> None:
     assert demo.product == ProductEffect(None, "k", "c", "closed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a product effect may refer to an optional attribute; when it is absent, "
-    "ProductEffect.target raises KeyError during ingest instead of the catalogue being refused",
-)
 def test_effect_on_optional_attribute_is_refused() -> None:
     data = one_type(
         {"contract_number": {"type": "string"}},

@@ -164,11 +164,6 @@ def test_directory_is_refused(tmp_path: Path) -> None:
     assert problem.reason.startswith("cannot read")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_yaml catches only OSError; a non-UTF-8 file escapes as UnicodeDecodeError "
-    "(the CLI, which catches DataFileError, then crashes with a traceback)",
-)
 def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes("version: 1\ntypes: {}\n# caf\xe9\n".encode("latin-1"))
