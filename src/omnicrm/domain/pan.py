@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 from omnicrm.domain.identifiers import iban_valid
 
-_PREFILTER = re.compile(r"[0-9]{4}")
+# At least 13 digits joined by single separators: anything shorter cannot hold a PAN.
+_PREFILTER = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
 _RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 _IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # Visa 4, Mastercard 2/5, Amex/Diners/JCB 3, Discover/UnionPay/Maestro 6, PROSTIR 9804.
@@ -62,7 +63,7 @@ def contains_pan(text: str) -> bool:
     """True when `text` holds something that looks like a real card number."""
     if not _PREFILTER.search(text):
         return False
-    return any(_run_has_card(m.group()) for m in _RUN.finditer(_without_ibans(text)))
+    return any(len(m.group()) >= 13 and _run_has_card(m.group()) for m in _RUN.finditer(_without_ibans(text)))
 
 
 def find_pan_paths(value: object, path: str = "") -> Iterator[str]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
@@ -22,8 +23,69 @@ def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str
     return found
 
 
+_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "origin_id",
+    "kind",
+    "type",
+    "source",
+    "channel",
+    "occurred_at",
+    "received_at",
+    "attributes",
+)
+_SQLITE_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - constant column names
+_PG_COPY = f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
+def _sqlite_time(moment: datetime) -> str:
+    # The storage format SQLAlchemy's SQLite DateTime reads back: naive UTC with microseconds.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Bulk insert on the hot path: one executemany (SQLite) or COPY (PostgreSQL), no per-row ORM work."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            _SQLITE_INSERT,
+            [
+                (
+                    r["event_id"],
+                    r["customer_id"],
+                    r["origin_id"],
+                    r["kind"],
+                    r["type"],
+                    r["source"],
+                    r["channel"],
+                    _sqlite_time(r["occurred_at"]),
+                    _sqlite_time(r["received_at"]),
+                    orjson.dumps(r["attributes"]).decode(),
+                )
+                for r in rows
+            ],
+        )
+    elif conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(_PG_COPY) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r["event_id"],
+                        r["customer_id"],
+                        r["origin_id"],
+                        r["kind"],
+                        r["type"],
+                        r["source"],
+                        r["channel"],
+                        r["occurred_at"],
+                        r["received_at"],
+                        orjson.dumps(r["attributes"]).decode(),
+                    )
+                )
+    else:
         conn.execute(insert(events), rows)
 
 

@@ -206,7 +206,10 @@ def test_bad_real_catalogue_mutation_is_refused(real_data: dict[str, Any]) -> No
 def test_effect_with_class_from_compiles() -> None:
     catalogue = compile_catalogue(
         one_type(
-            {"k": {"type": "enum", "values": ["card", "deposit"], "required": True}, "c": {"type": "string", "required": True}},
+            {
+                "k": {"type": "enum", "values": ["card", "deposit"], "required": True},
+                "c": {"type": "string", "required": True},
+            },
             {"class_from": "k", "contract_from": "c", "state": "closed"},
         )
     )
