@@ -11,7 +11,7 @@ from omnicrm.api.responses import problem
 from omnicrm.domain.errors import ItemError
 from omnicrm.domain.pan import contains_pan, find_pan_paths
 
-_INDEXED = re.compile(r"^(?:\w+)?\[(\d+)\]\.?(.*)$")
+_BATCH_ITEM = re.compile(r"^items\[(\d+)\]\.?(.*)$")
 
 
 def _errors(body: bytes) -> list[ItemError]:
@@ -23,12 +23,24 @@ def _errors(body: bytes) -> list[ItemError]:
         ]
     errors = []
     for path in find_pan_paths(data):
-        match = _INDEXED.match(path)
+        match = _BATCH_ITEM.match(path)
         index, field = (int(match.group(1)), match.group(2) or "(item)") if match else (None, path)
         errors.append(
             ItemError(index, field, "looks like a payment card number; card numbers are never accepted")
         )
     return errors
+
+
+def _holds_pan(body: bytes) -> bool:
+    """Scan the body as sent and, for JSON, as decoded (so \\u-escaped digits are seen as digits)."""
+    if contains_pan(body.decode("utf-8", errors="replace")):
+        return True
+    if b"\\u" not in body:
+        return False
+    try:
+        return contains_pan(orjson.dumps(orjson.loads(body)).decode())
+    except orjson.JSONDecodeError:
+        return False
 
 
 class PanGuard:
@@ -50,7 +62,7 @@ class PanGuard:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and contains_pan(body.decode("utf-8", errors="replace")):
+        if body and _holds_pan(body):
             response = problem(
                 422,
                 "card_number_refused",

@@ -85,6 +85,9 @@ class EventTypeSpec(_Strict):
                     raise ValueError(f"product effect refers to undeclared attribute {ref!r}")
                 if ref is not None and not self.attributes[ref].required:
                     raise ValueError(f"product effect needs attribute {ref!r} to be required")
+            contract = self.attributes.get(self.product.contract_from)
+            if contract is not None and (contract.type != "string" or contract.max_length > 64):
+                raise ValueError("`contract_from` must name a string attribute with max_length of at most 64")
             source = self.attributes.get(self.product.class_from or "")
             if source is not None:
                 classes = source.values or []

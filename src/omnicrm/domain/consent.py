@@ -40,11 +40,13 @@ class ConsentState:
 
 
 def current_consents(
-    entries: Iterable[ConsentEntry], *, is_client: bool
+    entries: Iterable[ConsentEntry], *, is_client: bool, now: datetime | None = None
 ) -> dict[tuple[str, str], ConsentState]:
-    """Fold the ledger into the current state of every channel x purpose."""
+    """Fold the ledger into the state of every channel x purpose at `now` (entries dated later wait)."""
     latest: dict[tuple[str, str], ConsentEntry] = {}
     for entry in entries:
+        if now is not None and entry.effective_at > now:
+            continue
         key = (entry.channel, entry.purpose)
         held = latest.get(key)
         if (

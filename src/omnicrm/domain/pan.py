@@ -18,7 +18,8 @@ from omnicrm.domain.identifiers import iban_valid
 # At least 13 digits joined by single separators: anything shorter cannot hold a PAN.
 _PREFILTER = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
 _RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
-_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_LONG_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.IGNORECASE)
 # Visa 4, Mastercard 2/5, Amex/Diners/JCB 3, Discover/UnionPay/Maestro 6, PROSTIR 9804.
 _SCHEME_PREFIX = re.compile(r"^(?:[2-6]|9804)")
 
@@ -41,7 +42,7 @@ def _is_card(digits: str) -> bool:
 
 
 def _without_ibans(text: str) -> str:
-    return _IBAN.sub(lambda m: " " if iban_valid(m.group().replace(" ", "")) else m.group(), text)
+    return _IBAN.sub(lambda m: " " if iban_valid(m.group().replace(" ", "").upper()) else m.group(), text)
 
 
 def _run_has_card(run: str) -> bool:
@@ -66,8 +67,13 @@ def contains_pan(text: str) -> bool:
     return any(len(m.group()) >= 13 and _run_has_card(m.group()) for m in _RUN.finditer(_without_ibans(text)))
 
 
+def mask(text: str) -> str:
+    """`text` with every run of 13 or more digits replaced, so an error message never echoes a PAN."""
+    return _LONG_RUN.sub("[card number]", text)
+
+
 def find_pan_paths(value: object, path: str = "") -> Iterator[str]:
-    """Yield the dotted path of every string or number inside `value` that holds a PAN."""
+    """Yield the dotted path (PANs in keys masked) of every string or number in `value` holding a PAN."""
     if isinstance(value, str):
         if contains_pan(value):
             yield path or "(value)"
@@ -78,7 +84,7 @@ def find_pan_paths(value: object, path: str = "") -> Iterator[str]:
             yield path or "(value)"
     elif isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
+            child = f"{path}.{mask(str(key))}" if path else mask(str(key))
             if contains_pan(str(key)):
                 yield child
             yield from find_pan_paths(item, child)

@@ -36,6 +36,9 @@ PRODUCT_STATES: Final[dict[str, tuple[str, ...]]] = {
     "insurance": ("applied", "active", "lapsed", "closed"),
 }
 
+# Holding a product in one of these states makes a prospect a client.
+CLIENT_STATES: Final = frozenset({"active", "issued", "maturing", "renewed", "arrears", "dormant"})
+
 RelationshipKind = Literal["household", "spouse", "employer", "guarantor"]
 
 Role = Literal["admin", "operator", "marketer", "compliance", "auditor", "integration"]

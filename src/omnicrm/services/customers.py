@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.consent import ConsentEntry, current_consents
 from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
-from omnicrm.domain.vocabulary import PRODUCT_STATES
+from omnicrm.domain.vocabulary import CLIENT_STATES, PRODUCT_STATES
 from omnicrm.services.contracts import (
     ConsentIn,
     CustomerFields,
@@ -21,7 +21,7 @@ from omnicrm.services.contracts import (
     RelationshipIn,
 )
 from omnicrm.services.identity import merge_pair, new_customer_id
-from omnicrm.store import audit, merging, profiles
+from omnicrm.store import audit, merging, profiles, timeline
 
 Pair = tuple[str, str]
 _FIELDS = tuple(CustomerFields.model_fields)
@@ -205,7 +205,7 @@ def consents_view(conn: Connection, customer_id: str) -> dict[str, Any]:
         )
         for e in ledger
     ]
-    state = current_consents(entries, is_client=row.get("status") == "client")
+    state = current_consents(entries, is_client=row.get("status") == "client", now=datetime.now(UTC))
     return {
         "customer_id": customer_id,
         "current": [
@@ -239,8 +239,8 @@ def consents_view(conn: Connection, customer_id: str) -> dict[str, Any]:
     }
 
 
-def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], *, now: datetime) -> None:
-    """Create or update products by (class, contract number); a contract of another person is refused."""
+def check_products(items: list[ProductIn]) -> None:
+    """Every product's state must be a lifecycle state of its class."""
     errors = [
         ItemError(None, f"products[{i}].state", f"{p.state!r} is not a lifecycle state of {p.product_class}")
         for i, p in enumerate(items)
@@ -248,6 +248,11 @@ def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], 
     ]
     if errors:
         raise InvalidInput("some products are not valid", errors)
+
+
+def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], *, now: datetime) -> None:
+    """Create or update products by (class, contract number); a contract of another person is refused."""
+    check_products(items)
     existing = profiles.products_by_contract(conn, [(p.product_class, p.contract_number) for p in items])
     new_rows = []
     for p in items:
@@ -269,6 +274,8 @@ def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], 
         else:
             profiles.update_product(conn, held["id"], {**values, "state_changed_at": now})
     profiles.insert_products(conn, new_rows)
+    if any(p.state in CLIENT_STATES for p in items):
+        timeline.promote_to_client(conn, [customer_id], now)
 
 
 def add_relationships(

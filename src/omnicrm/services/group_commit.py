@@ -76,21 +76,17 @@ class GroupCommitWriter:
             self._write(batch)
 
     def _write(self, batch: list[_Job]) -> None:
+        """Commit the batch; if it fails, commit each event alone so one bad event fails only itself."""
         try:
             results = self._commit(batch)
-        except DomainError:
-            # One item broke a rule only the database can check: write the others one by one.
-            for job in batch:
-                try:
-                    results = self._commit([job])
-                    job.future.set_result(results[job.item.event_id])
-                except Exception as exc:
-                    job.future.set_exception(exc)
-            return
         except Exception as exc:
-            log.exception("group commit failed")
+            if len(batch) == 1:
+                if not isinstance(exc, DomainError):
+                    log.exception("event %s could not be stored", batch[0].item.event_id)
+                batch[0].future.set_exception(exc)
+                return
             for job in batch:
-                job.future.set_exception(exc)
+                self._write([job])
             return
         for job in batch:
             job.future.set_result(results[job.item.event_id])

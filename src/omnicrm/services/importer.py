@@ -1,8 +1,9 @@
 """File import (JSON Lines or CSV) of customers, events and interactions.
 
-The whole file is validated first; if any line is wrong nothing is written and every problem is
-reported with its line number. Then it is written in transactions of 1,000 lines; a re-run after
-an interruption is safe because events are idempotent by event_id and customers by identifier.
+A file is one batch: every line is validated first and, if any is wrong, nothing is written and
+every problem is reported with its line number. Then the whole file is written in one
+transaction (in chunks of 1,000 events, for the progress bar). A re-run is safe: events are
+idempotent by event_id and profiles by identifier.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import orjson
 from pydantic import ValidationError
 
 from omnicrm.domain.catalogue import Catalogue
-from omnicrm.domain.errors import InvalidInput, ItemError
+from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
 from omnicrm.domain.pan import find_pan_paths
 from omnicrm.services import customers, ingest
 from omnicrm.services.contracts import CustomerIn
-from omnicrm.store import audit
+from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
 
 Progress = Callable[[int], None]
@@ -90,8 +91,9 @@ def import_events(
     actor: str,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Validate every line, then write the events in chunks; raises InvalidInput with line numbers."""
+    """Validate every line, then write all events in one transaction; errors carry line numbers."""
     prepared: list[ingest.Prepared] = []
+    line_of: list[int] = []
     errors: list[ItemError] = []
     total = 0
     for number, raw in read_lines(path):
@@ -104,28 +106,55 @@ def import_events(
             errors.extend(result)
         else:
             prepared.append(result)
+            line_of.append(number)
     _fail(errors, total)
     report = ImportReport(lines=total)
-    for start in range(0, len(prepared), CHUNK):
-        part = prepared[start : start + CHUNK]
-        with uow_factory() as uow:
+    with uow_factory() as uow:
+        given = {p.customer_id for p in prepared if p.customer_id}
+        known = profiles.root_of(uow.conn, given)
+        errors = [
+            ItemError(line, "customer_id", "no such customer")
+            for p, line in zip(prepared, line_of, strict=True)
+            if p.customer_id and p.customer_id not in known
+        ]
+        _fail(errors, total)
+        for start in range(0, len(prepared), CHUNK):
+            part = prepared[start : start + CHUNK]
             written = ingest.ingest(uow.conn, part, actor=actor, now=datetime.now(UTC))
-            uow.commit()
-        report.accepted += written.accepted
-        report.duplicates += written.duplicates
-        report.customers_created += written.customers_created
-        report.merges += written.merges
-        if progress:
-            progress(len(part))
-    _audit_import(uow_factory, path, "events", report, actor)
+            report.accepted += written.accepted
+            report.duplicates += written.duplicates
+            report.customers_created += written.customers_created
+            report.merges += written.merges
+            if progress:
+                progress(len(part))
+        _audit_import(uow, path, "events", report, actor)
+        uow.commit()
     return report
+
+
+def _check_customer(item: CustomerIn, number: int) -> list[ItemError]:
+    """What only the services check (identifier formats, lifecycle states), reported with the line."""
+    problems: list[ItemError] = []
+    for check in (
+        lambda: customers.normalise_pairs(item.identifiers),
+        lambda: customers.check_products(item.products),
+        lambda: [
+            customers.normalise_pairs([r.related], prefix=f"relationships[{i}].related")
+            for i, r in enumerate(item.relationships)
+        ],
+    ):
+        try:
+            check()
+        except InvalidInput as exc:
+            problems.extend(ItemError(number, e.field, e.reason) for e in exc.errors)
+    return problems
 
 
 def import_customers(
     uow_factory: Callable[[], UnitOfWork], path: Path, *, actor: str, progress: Progress | None = None
 ) -> ImportReport:
-    """Validate every profile line, then create or update the profiles in chunks."""
-    items: list[CustomerIn] = []
+    """Validate every profile line, then create or update all profiles in one transaction."""
+    items: list[tuple[int, CustomerIn]] = []
     errors: list[ItemError] = []
     total = 0
     for number, raw in read_lines(path):
@@ -138,49 +167,47 @@ def import_customers(
             errors.extend(ItemError(number, p, "looks like a payment card number") for p in pans)
             continue
         try:
-            items.append(CustomerIn.model_validate(raw))
+            item = CustomerIn.model_validate(raw)
         except ValidationError as exc:
             errors.extend(
                 ItemError(number, ".".join(str(p) for p in e["loc"]), e["msg"])
                 for e in exc.errors(include_url=False)
             )
+            continue
+        errors.extend(_check_customer(item, number))
+        items.append((number, item))
     _fail(errors, total)
     report = ImportReport(lines=total)
-    for start in range(0, len(items), CHUNK // 2):
-        part = items[start : start + CHUNK // 2]
-        with uow_factory() as uow:
-            now = datetime.now(UTC)
-            for offset, item in enumerate(part):
-                try:
-                    _, created = customers.upsert(uow.conn, item, actor=actor, now=now, audited=False)
-                except InvalidInput as exc:
-                    line = start + offset + 1
-                    raise InvalidInput(
-                        f"line {line}: {exc.detail}; this chunk was not written",
-                        [ItemError(line, e.field, e.reason) for e in exc.errors],
-                    ) from None
-                report.customers_created += int(created)
-                report.accepted += 1
-            uow.commit()
-        if progress:
-            progress(len(part))
-    _audit_import(uow_factory, path, "customers", report, actor)
+    with uow_factory() as uow:
+        now = datetime.now(UTC)
+        for position, (number, item) in enumerate(items, start=1):
+            try:
+                _, created = customers.upsert(uow.conn, item, actor=actor, now=now, audited=False)
+            except DomainError as exc:
+                found = getattr(exc, "errors", []) or [ItemError(None, "(line)", exc.detail)]
+                raise InvalidInput(
+                    f"line {number}: {exc.detail}; nothing was imported",
+                    [ItemError(number, e.field, e.reason) for e in found],
+                ) from None
+            report.customers_created += int(created)
+            report.accepted += 1
+            if progress and (position % 100 == 0 or position == len(items)):
+                progress(100 if position % 100 == 0 else position % 100)
+        _audit_import(uow, path, "customers", report, actor)
+        uow.commit()
     return report
 
 
-def _audit_import(
-    uow_factory: Callable[[], UnitOfWork], path: Path, what: str, report: ImportReport, actor: str
-) -> None:
-    with uow_factory() as uow:
-        audit.append(
-            uow.conn,
-            at=datetime.now(UTC),
-            actor=actor,
-            action=f"import.{what}",
-            target=path.name,
-            details={"lines": report.lines, "accepted": report.accepted, "duplicates": report.duplicates},
-        )
-        uow.commit()
+def _audit_import(uow: UnitOfWork, path: Path, what: str, report: ImportReport, actor: str) -> None:
+    details = {"lines": report.lines, "accepted": report.accepted, "duplicates": report.duplicates}
+    audit.append(
+        uow.conn,
+        at=datetime.now(UTC),
+        actor=actor,
+        action=f"import.{what}",
+        target=path.name[:64],
+        details=details,
+    )
 
 
 def count_records(path: Path) -> int:

@@ -19,6 +19,7 @@ from omnicrm.domain.catalogue import Catalogue, ProductEffect
 from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
+from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services.contracts import EventIn
 from omnicrm.services.identity import merge_pair, new_customer_id
 from omnicrm.store import profiles, timeline
@@ -27,7 +28,6 @@ Pair = tuple[str, str]
 EVENT_KINDS = frozenset({"behavioural", "operational", "reaction"})
 INTERACTION_KINDS = frozenset({"interaction"})
 _COMPLAINT_DELTA = {"crm.complaint.registered": 1, "crm.complaint.resolved": -1}
-_CLIENT_STATES = frozenset({"active", "issued", "maturing"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class _Resolver:
             raise InvalidInput(f"unknown customer ids: {', '.join(missing[:5])}; nothing was written", errors)
         self.alias: dict[str, str] = {}
         self.new_customers: list[dict[str, Any]] = []
-        self.new_identifiers: dict[Pair, str] = {}
+        self.new_identifiers: dict[Pair, tuple[str, str]] = {}
         self.merges: list[tuple[str, str]] = []
 
     def find(self, cid: str) -> str:
@@ -153,17 +153,18 @@ class _Resolver:
         return cid
 
     def resolve(self, item: Prepared) -> tuple[str, str]:
+        # `origin` is the profile the sender meant (first identifier's origin, else the id it gave):
+        # what unmerge gives back. Identifiers and products learnt from this event share it.
         found: list[str] = []
         origin: str | None = None
+        for pair in item.pairs:
+            known = self.owners.get(pair) or self.new_identifiers.get(pair)
+            if known is not None:
+                found.append(known[0])
+                origin = origin or known[1]
         if item.customer_id:
             found.append(self.roots[item.customer_id])
-        for pair in item.pairs:
-            if pair in self.owners:
-                cid, pair_origin = self.owners[pair]
-                found.append(cid)
-                origin = origin or pair_origin
-            elif pair in self.new_identifiers:
-                found.append(self.new_identifiers[pair])
+            origin = origin or item.customer_id
         distinct = list(dict.fromkeys(self.find(c) for c in found))
         if not distinct:
             cid = new_customer_id()
@@ -173,10 +174,11 @@ class _Resolver:
             for other in distinct[1:]:
                 self.merges.append((cid, other))
                 self.alias[other] = cid
+        origin = origin or cid
         for pair in item.pairs:
             if pair not in self.owners and pair not in self.new_identifiers:
-                self.new_identifiers[pair] = cid
-        return cid, origin or cid
+                self.new_identifiers[pair] = (cid, origin)
+        return cid, origin
 
     def _prospect(self, cid: str) -> dict[str, Any]:
         return {
@@ -202,10 +204,10 @@ class _Resolver:
                     "kind": k,
                     "value": v,
                     "customer_id": self.find(cid),
-                    "origin_id": cid,
+                    "origin_id": origin,
                     "created_at": self.now,
                 }
-                for (k, v), cid in self.new_identifiers.items()
+                for (k, v), (cid, origin) in self.new_identifiers.items()
             ],
         )
         live: dict[str, str] = {}
@@ -271,7 +273,7 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
             }
         )
     timeline.insert_events(conn, rows)
-    _apply_effects(conn, fresh, [r["customer_id"] for r in rows], now)
+    _apply_effects(conn, fresh, rows, now)
     result.accepted = len(rows)
     owners: dict[str, str] = {**known, **{r["event_id"]: r["customer_id"] for r in rows}}
     pending = {r["event_id"] for r in rows}
@@ -282,24 +284,27 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
     return result
 
 
-def _apply_effects(conn: Connection, items: list[Prepared], owners: list[str], now: datetime) -> None:
+def _apply_effects(
+    conn: Connection, items: list[Prepared], rows: list[dict[str, Any]], now: datetime
+) -> None:
     """Product lifecycle moves and complaint counters; a late event never overrides a newer state."""
     targets = [
-        (item, cid, item.effect.target(item.attributes))
-        for item, cid in zip(items, owners, strict=True)
+        (item, row["customer_id"], row["origin_id"], item.effect.target(item.attributes))
+        for item, row in zip(items, rows, strict=True)
         if item.effect is not None
     ]
     complaints: dict[str, int] = {}
-    for item, cid in zip(items, owners, strict=True):
+    for item, row in zip(items, rows, strict=True):
         if item.type in _COMPLAINT_DELTA:
+            cid = row["customer_id"]
             complaints[cid] = complaints.get(cid, 0) + _COMPLAINT_DELTA[item.type]
     timeline.adjust_complaints(conn, complaints, now)
     if not targets:
         return
-    existing = profiles.products_by_contract(conn, [(cls, num) for _, _, (cls, num, _) in targets])
+    existing = profiles.products_by_contract(conn, [(cls, num) for _, _, _, (cls, num, _) in targets])
     new_rows: dict[tuple[str, str], dict[str, Any]] = {}
     promoted: list[str] = []
-    for item, cid, (cls, number, state) in sorted(targets, key=lambda t: t[0].occurred_at):
+    for item, cid, origin, (cls, number, state) in sorted(targets, key=lambda t: t[0].occurred_at):
         key = (cls, number)
         held = existing.get(key) or new_rows.get(key)
         if held is not None and held["customer_id"] != cid:
@@ -307,7 +312,7 @@ def _apply_effects(conn: Connection, items: list[Prepared], owners: list[str], n
         if held is None:
             new_rows[key] = {
                 "customer_id": cid,
-                "origin_id": cid,
+                "origin_id": origin,
                 "product_class": cls,
                 "contract_number": number,
                 "state": state,
@@ -322,7 +327,7 @@ def _apply_effects(conn: Connection, items: list[Prepared], owners: list[str], n
                 profiles.update_product(
                     conn, held["id"], {"state": state, "state_changed_at": item.occurred_at}
                 )
-        if state in _CLIENT_STATES:
+        if state in CLIENT_STATES:
             promoted.append(cid)
     profiles.insert_products(conn, list(new_rows.values()))
     timeline.promote_to_client(conn, promoted, now)

@@ -278,11 +278,6 @@ def test_unmerge_gives_back_exactly_what_came_from_the_merged_profile(
     assert lookup.json()["id"] == p
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an event sent with the merged profile's own customer_id after the merge is recorded with "
-    "origin_id = survivor (ingest._Resolver ignores the given id as origin), so unmerge leaves it behind",
-)
 def test_unmerge_gives_back_events_addressed_to_the_merged_id_after_the_merge(
     people: People, container: Container, make_event: Callable[..., Json]
 ) -> None:
@@ -296,11 +291,6 @@ def test_unmerge_gives_back_events_addressed_to_the_merged_id_after_the_merge(
     assert _owner_of(container, events, event_id=event_id) == {people.prospect}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a NEW identifier first seen on a post-merge event that came through the merged profile's "
-    "cookie is stored with origin_id = survivor, so after unmerge it still points to the survivor",
-)
 def test_unmerge_gives_back_identifiers_first_seen_through_the_merged_profile(
     people: People, container: Container, make_event: Callable[..., Json]
 ) -> None:
@@ -313,11 +303,6 @@ def test_unmerge_gives_back_identifiers_first_seen_through_the_merged_profile(
     assert _owner_of(container, identifiers, kind="device_id", value="dev-new") == {people.prospect}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a product opened by a post-merge event that came through the merged profile's cookie is "
-    "stored with origin_id = survivor, so unmerge gives the event back but keeps the product on the survivor",
-)
 def test_unmerge_gives_back_products_opened_through_the_merged_profile(
     people: People, container: Container, make_event: Callable[..., Json]
 ) -> None:

@@ -241,11 +241,6 @@ def test_an_unknown_file_type_is_refused(container: Container, tmp_path: Path) -
         _events(container, path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown customer_id is found only at write time, and the error carries the item's "
-    "0-based index in the chunk instead of the file's line number",
-)
 def test_an_unknown_customer_id_is_reported_with_its_line_number(
     container: Container, tmp_path: Path, count: Callable[[Table], int]
 ) -> None:
@@ -258,11 +253,6 @@ def test_an_unknown_customer_id_is_reported_with_its_line_number(
     assert [e.index for e in caught.value.errors] == [2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: import_events checks customer ids only while writing chunk by chunk, so a bad line after "
-    "line 1000 leaves the first 1000 events stored although the import is refused",
-)
 def test_an_unknown_customer_id_late_in_a_big_file_writes_nothing(
     container: Container, tmp_path: Path, count: Callable[[Table], int]
 ) -> None:
@@ -346,11 +336,6 @@ def test_a_bad_profile_line_refuses_the_file_with_its_line_number(
     assert state_counts() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: import_customers validates identifiers only while writing and reports the item's "
-    "position among records (blank lines not counted) instead of the file's line number",
-)
 def test_an_invalid_phone_in_a_profile_file_is_reported_with_its_line_number(
     container: Container, tmp_path: Path, count: Callable[[Table], int]
 ) -> None:
@@ -362,11 +347,6 @@ def test_an_invalid_phone_in_a_profile_file_is_reported_with_its_line_number(
     assert [e.index for e in caught.value.errors] == [4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: import_customers validates identifiers only while writing chunks of 500, so an invalid "
-    "phone on line 501 leaves the first 500 profiles stored although the import is refused",
-)
 def test_an_invalid_phone_late_in_a_big_profile_file_writes_nothing(
     container: Container, tmp_path: Path, count: Callable[[Table], int]
 ) -> None:

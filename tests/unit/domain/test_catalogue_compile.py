@@ -208,7 +208,7 @@ def test_effect_with_class_from_compiles() -> None:
         one_type(
             {
                 "k": {"type": "enum", "values": ["card", "deposit"], "required": True},
-                "c": {"type": "string", "required": True},
+                "c": {"type": "string", "required": True, "max_length": 64},
             },
             {"class_from": "k", "contract_from": "c", "state": "closed"},
         )

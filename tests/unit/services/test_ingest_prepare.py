@@ -228,7 +228,7 @@ def test_kinds_sets_are_disjoint_and_cover_the_catalogue(catalogue: Catalogue) -
         (event(identifiers={"cbs_id": "4111-1111-1111-1111"}), "identifiers.cbs_id"),
         (event(event_id=VISA), "event_id"),
         (event(attributes={"note": {"lines": ["hello", f"card {VISA}"]}}), "attributes.note.lines[1]"),
-        (event(attributes={VISA: "x"}), f"attributes.{VISA}"),
+        (event(attributes={VISA: "x"}), "attributes.[card number]"),
         (event(attributes={"amount": int(VISA)}), "attributes.amount"),
     ],
 )
