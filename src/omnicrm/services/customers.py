@@ -22,6 +22,7 @@ from omnicrm.services.contracts import (
 )
 from omnicrm.services.identity import merge_pair, new_customer_id
 from omnicrm.store import audit, merging, profiles, timeline
+from omnicrm.store.tables import customers as customers_table
 
 Pair = tuple[str, str]
 _FIELDS = tuple(CustomerFields.model_fields)
@@ -54,7 +55,7 @@ def resolve_owner(conn: Connection, pairs: list[Pair], *, actor: str, now: datet
     return survivor
 
 
-def _profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
+def profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
     values = {k: v for k, v in data.model_dump(exclude_unset=True).items() if k in _FIELDS}
     prefs = getattr(data, "preferences", None)
     if prefs is not None:
@@ -66,32 +67,70 @@ def _profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
     return values
 
 
+def new_customer_row(customer_id: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A complete `customers` row for a new profile (every column, so rows can share one executemany)."""
+    return {
+        **dict.fromkeys(customers_table.c.keys()),
+        "status": "prospect",
+        "do_not_contact": False,
+        "vulnerable": False,
+        "fraud_case_open": False,
+        "channel_blacklist": [],
+        "open_complaints": 0,
+        **values,
+        "id": customer_id,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+
+
+def consent_row(customer_id: str, consent: ConsentIn, *, actor: str, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "origin_id": customer_id,
+        "channel": consent.channel,
+        "purpose": consent.purpose,
+        "granted": consent.granted,
+        "legal_basis": consent.legal_basis,
+        "source": consent.source,
+        "effective_at": consent.effective_at or now,
+        "recorded_at": now,
+        "recorded_by": actor,
+    }
+
+
+def product_row(customer_id: str, product: ProductIn, now: datetime) -> dict[str, Any]:
+    return {
+        **product.model_dump(),
+        "customer_id": customer_id,
+        "origin_id": customer_id,
+        "state_changed_at": now,
+    }
+
+
+def relationship_row(customer_id: str, rel: RelationshipIn, related_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "origin_id": customer_id,
+        "related_id": related_id,
+        "kind": rel.kind,
+        "note": rel.note,
+        "created_at": now,
+    }
+
+
 def upsert(
     conn: Connection, data: CustomerIn, *, actor: str, now: datetime, audited: bool = True
 ) -> tuple[str, bool]:
     """Create the profile, or update the one its identifiers resolve to; returns (id, created)."""
     pairs = normalise_pairs(data.identifiers)
     customer_id = resolve_owner(conn, pairs, actor=actor, now=now)
-    values = _profile_values(data)
+    values = profile_values(data)
     created = customer_id is None
     if customer_id is None:
         customer_id = new_customer_id()
-        base = {"status": "prospect", "do_not_contact": False, "vulnerable": False, "fraud_case_open": False}
-        profiles.insert_customers(
-            conn,
-            [
-                {
-                    **base,
-                    "channel_blacklist": [],
-                    "open_complaints": 0,
-                    **values,
-                    "id": customer_id,
-                    "created_at": now,
-                    "updated_at": now,
-                    "version": 1,
-                }
-            ],
-        )
+        profiles.insert_customers(conn, [new_customer_row(customer_id, values, now)])
     else:
         profiles.update_customer(conn, customer_id, values, now)
     known = profiles.owners_of(conn, pairs)
@@ -128,7 +167,7 @@ def live_id(conn: Connection, customer_id: str) -> str:
 def patch(conn: Connection, customer_id: str, data: CustomerPatch, *, actor: str, now: datetime) -> str:
     """Update the given fields of a profile; audited with the field names."""
     customer_id = live_id(conn, customer_id)
-    values = _profile_values(data)
+    values = profile_values(data)
     profiles.update_customer(conn, customer_id, values, now)
     if data.segments is not None:
         profiles.set_segments(conn, customer_id, data.segments)
@@ -176,18 +215,7 @@ def record_consent(
     conn: Connection, customer_id: str, consent: ConsentIn, *, actor: str, now: datetime, audited: bool = True
 ) -> None:
     """Append one grant or withdrawal to the consent ledger (never overwrites)."""
-    row = {
-        "customer_id": customer_id,
-        "origin_id": customer_id,
-        "channel": consent.channel,
-        "purpose": consent.purpose,
-        "granted": consent.granted,
-        "legal_basis": consent.legal_basis,
-        "source": consent.source,
-        "effective_at": consent.effective_at or now,
-        "recorded_at": now,
-        "recorded_by": actor,
-    }
+    row = consent_row(customer_id, consent, actor=actor, now=now)
     profiles.append_consents(conn, [row])
     if audited:
         details = {k: row[k] for k in ("channel", "purpose", "granted", "legal_basis", "source")}
@@ -259,16 +287,7 @@ def upsert_products(conn: Connection, customer_id: str, items: list[ProductIn], 
         values = p.model_dump(exclude={"product_class", "contract_number"})
         held = existing.get((p.product_class, p.contract_number))
         if held is None:
-            new_rows.append(
-                {
-                    **values,
-                    "product_class": p.product_class,
-                    "contract_number": p.contract_number,
-                    "customer_id": customer_id,
-                    "origin_id": customer_id,
-                    "state_changed_at": now,
-                }
-            )
+            new_rows.append(product_row(customer_id, p, now))
         elif held["customer_id"] != customer_id:
             raise Conflict(f"contract {p.contract_number} belongs to another customer")
         else:
@@ -291,16 +310,7 @@ def add_relationships(
                 "related person not found",
                 [ItemError(None, f"relationships[{i}].related", "no profile has this identifier")],
             )
-        rows.append(
-            {
-                "customer_id": customer_id,
-                "origin_id": customer_id,
-                "related_id": owner[0],
-                "kind": rel.kind,
-                "note": rel.note,
-                "created_at": now,
-            }
-        )
+        rows.append(relationship_row(customer_id, rel, owner[0], now))
     profiles.insert_relationships(conn, rows)
 
 

@@ -19,9 +19,9 @@ import orjson
 from pydantic import ValidationError
 
 from omnicrm.domain.catalogue import Catalogue
-from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
+from omnicrm.domain.errors import InvalidInput, ItemError
 from omnicrm.domain.pan import find_pan_paths
-from omnicrm.services import customers, ingest
+from omnicrm.services import bulk_profiles, customers, ingest
 from omnicrm.services.contracts import CustomerIn
 from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
@@ -179,20 +179,21 @@ def import_customers(
     _fail(errors, total)
     report = ImportReport(lines=total)
     with uow_factory() as uow:
-        now = datetime.now(UTC)
-        for position, (number, item) in enumerate(items, start=1):
+        for start in range(0, len(items), CHUNK // 2):
+            part = items[start : start + CHUNK // 2]
             try:
-                _, created = customers.upsert(uow.conn, item, actor=actor, now=now, audited=False)
-            except DomainError as exc:
-                found = getattr(exc, "errors", []) or [ItemError(None, "(line)", exc.detail)]
+                results = bulk_profiles.upsert_many(
+                    uow.conn, [item for _, item in part], actor=actor, now=datetime.now(UTC)
+                )
+            except InvalidInput as exc:
+                lines = [ItemError(part[e.index or 0][0], e.field, e.reason) for e in exc.errors]
                 raise InvalidInput(
-                    f"line {number}: {exc.detail}; nothing was imported",
-                    [ItemError(number, e.field, e.reason) for e in found],
+                    f"line {lines[0].index}: {exc.detail}; nothing was imported", lines
                 ) from None
-            report.customers_created += int(created)
-            report.accepted += 1
-            if progress and (position % 100 == 0 or position == len(items)):
-                progress(100 if position % 100 == 0 else position % 100)
+            report.customers_created += sum(created for _, created in results)
+            report.accepted += len(results)
+            if progress:
+                progress(len(part))
         _audit_import(uow, path, "customers", report, actor)
         uow.commit()
     return report

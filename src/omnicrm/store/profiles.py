@@ -192,3 +192,8 @@ def insert_relationships(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 def count_customers(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
+
+
+def insert_segments(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(segments), rows)
