@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 from omnicrm.domain.identifiers import iban_valid
 
-# At least 13 digits joined by single separators: anything shorter cannot hold a PAN.
-_PREFILTER = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+# 13 digits joined by single separators need 13 characters of digits, spaces and dashes in a row;
+# this simple class run is much cheaper to search for than the exact pattern.
+_PREFILTER = re.compile(r"[0-9][0-9 -]{12}")
 _RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 _LONG_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
 _IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.IGNORECASE)

@@ -268,11 +268,10 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
                 "source": item.source,
                 "channel": item.channel,
                 "occurred_at": item.occurred_at,
-                "received_at": now,
                 "attributes": item.attributes,
             }
         )
-    timeline.insert_events(conn, rows)
+    timeline.insert_events(conn, rows, received_at=now)
     _apply_effects(conn, fresh, rows, now)
     result.accepted = len(rows)
     owners: dict[str, str] = {**known, **{r["event_id"]: r["customer_id"] for r in rows}}

@@ -27,7 +27,7 @@ def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, 
     query = select(identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id)
     for kind, values in _by_first(pairs).items():
         for part in chunks(values):
-            rows = conn.execute(query.where(identifiers.c.kind == kind, identifiers.c.value.in_(part)))
+            rows = conn.execute(query.where(identifiers.c.kind == kind, identifiers.c.value.in_(part))).all()
             found.update(((kind, value), (cid, origin)) for value, cid, origin in rows)
     return found
 

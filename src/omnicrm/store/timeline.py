@@ -44,11 +44,15 @@ def _sqlite_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert on the hot path: one executemany (SQLite) or COPY (PostgreSQL), no per-row ORM work."""
+def insert_events(conn: Connection, rows: list[dict[str, Any]], received_at: datetime) -> None:
+    """Bulk insert on the hot path: one executemany (SQLite) or COPY (PostgreSQL), no per-row ORM work.
+
+    Every row of one call was received at the same moment, `received_at`.
+    """
     if not rows:
         return
     if conn.dialect.name == "sqlite":
+        received = _sqlite_time(received_at)
         conn.exec_driver_sql(
             _SQLITE_INSERT,
             [
@@ -61,7 +65,7 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
                     r["source"],
                     r["channel"],
                     _sqlite_time(r["occurred_at"]),
-                    _sqlite_time(r["received_at"]),
+                    received,
                     orjson.dumps(r["attributes"]).decode(),
                 )
                 for r in rows
@@ -81,12 +85,12 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
                         r["source"],
                         r["channel"],
                         r["occurred_at"],
-                        r["received_at"],
+                        received_at,
                         orjson.dumps(r["attributes"]).decode(),
                     )
                 )
     else:
-        conn.execute(insert(events), rows)
+        conn.execute(insert(events), [{**r, "received_at": received_at} for r in rows])
 
 
 def page(
