@@ -245,6 +245,8 @@ def bench_ingest_cmd(
     rest_seconds: Annotated[float, typer.Option(help="Duration of the REST load test")] = 10.0,
     concurrency: int = 32,
     skip_rest: bool = False,
+    only_rest: bool = False,
+    workers: Annotated[int, typer.Option(help="API worker processes for the REST test")] = 2,
 ) -> None:
     """Batch ingestion on SQLite and PostgreSQL, then REST p50/p99 under concurrent clients."""
     settings = Settings()
@@ -256,6 +258,8 @@ def bench_ingest_cmd(
         rest_seconds=rest_seconds,
         concurrency=concurrency,
         skip_rest=skip_rest,
+        workers=workers,
+        only_rest=only_rest,
         console=console,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,6 +71,11 @@ def create_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything built at start-up lives as long as the process: keep it out of GC scans,
+        # and collect young objects less often, which trims latency spikes under load.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         writer.start()
         try:
             yield

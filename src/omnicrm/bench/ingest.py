@@ -105,7 +105,7 @@ def _free_port() -> int:
 
 
 def _rest(
-    events: list[dict[str, Any]], work: Path, seconds: float, concurrency: int, console: Console
+    events: list[dict[str, Any]], work: Path, seconds: float, concurrency: int, workers: int, console: Console
 ) -> None:
     db = work / "rest.db"
     settings = _settings(f"sqlite:///{db}")
@@ -123,7 +123,7 @@ def _rest(
     port = _free_port()
     env = {**os.environ, "OMNICRM_DATABASE_URL": settings.database_url, "OMNICRM_PORT": str(port)}
     server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port)], env=env
+        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port), "--workers", str(workers)], env=env
     )
     try:
         for _ in range(100):
@@ -141,16 +141,25 @@ def _rest(
             return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
 
         asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=1.0))  # warm-up
-        result = asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=seconds))
+        results = [
+            (
+                label,
+                asyncio.run(
+                    run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=seconds, rate=rate)
+                ),
+            )
+            for label, rate in (("as fast as answered", None), ("paced at 2,000 requests/s", 2000.0))
+        ]
     finally:
         server.terminate()
         server.wait(timeout=10)
-    console.print(
-        f"REST POST /v1/events, {concurrency} concurrent clients, {seconds:.0f} s, SQLite, 1 worker: "
-        f"{result.rate:,.0f} requests/s, p50 {result.percentile(50):.1f} ms, "
-        f"p99 {result.percentile(99):.1f} ms, "
-        f"statuses {result.statuses}"
-    )
+    for label, result in results:
+        console.print(
+            f"REST POST /v1/events, {concurrency} concurrent clients, {seconds:.0f} s, SQLite, "
+            f"{workers} worker(s), {label}: {result.rate:,.0f} requests/s, "
+            f"p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
+            f"statuses {result.statuses}"
+        )
 
 
 def run(
@@ -162,6 +171,8 @@ def run(
     rest_seconds: float,
     concurrency: int,
     skip_rest: bool,
+    workers: int,
+    only_rest: bool,
     console: Console,
 ) -> None:
     """Generate the data set, then measure and print; medians over `runs` fresh databases."""
@@ -172,6 +183,9 @@ def run(
         work = Path(tmp)
         files = write_dataset(dataset, work)
         console.print(f"data set: {customers:,} profiles, {len(dataset.events):,} events; {runs} runs each")
+        if only_rest:
+            _rest(dataset.events, work, rest_seconds, concurrency, workers, console)
+            return
         sqlite = _sqlite_runs(dataset.events, files["customers"], runs, work)
         console.print(
             f"SQLite batch ingest: median {statistics.median(sqlite):,.0f} events/s "
@@ -188,4 +202,4 @@ def run(
         except Exception as exc:  # report and go on with the rest
             console.print(f"PostgreSQL skipped: {exc}")
         if not skip_rest:
-            _rest(dataset.events, work, rest_seconds, concurrency, console)
+            _rest(dataset.events, work, rest_seconds, concurrency, workers, console)

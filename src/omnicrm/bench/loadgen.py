@@ -26,13 +26,26 @@ class LoadResult:
 
 
 async def _client(
-    host: str, port: int, make_request: Callable[[], bytes], stop_at: float, result: LoadResult
+    host: str,
+    port: int,
+    make_request: Callable[[], bytes],
+    stop_at: float,
+    result: LoadResult,
+    interval: float | None,
 ) -> None:
+    """One keep-alive connection. With `interval`, requests are paced and latency counts from the
+    scheduled send time, so a stall is charged to every request it delayed (no coordinated omission)."""
     reader, writer = await asyncio.open_connection(host, port)
+    scheduled = time.perf_counter()
     try:
         while time.perf_counter() < stop_at:
             request = make_request()
-            started = time.perf_counter()
+            if interval is not None:
+                scheduled += interval
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            started = scheduled if interval is not None else time.perf_counter()
             writer.write(request)
             status_line = await reader.readline()
             length = 0
@@ -52,13 +65,22 @@ async def _client(
 
 
 async def run_load(
-    host: str, port: int, make_request: Callable[[], bytes], *, concurrency: int, seconds: float
+    host: str,
+    port: int,
+    make_request: Callable[[], bytes],
+    *,
+    concurrency: int,
+    seconds: float,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Keep `concurrency` connections busy for `seconds`; every latency is recorded."""
+    """`concurrency` connections for `seconds`: as fast as answered, or paced to `rate` requests/s in all."""
     result = LoadResult()
     started = time.perf_counter()
     stop_at = started + seconds
-    await asyncio.gather(*(_client(host, port, make_request, stop_at, result) for _ in range(concurrency)))
+    interval = concurrency / rate if rate else None
+    await asyncio.gather(
+        *(_client(host, port, make_request, stop_at, result, interval) for _ in range(concurrency))
+    )
     result.seconds = time.perf_counter() - started
     return result
 

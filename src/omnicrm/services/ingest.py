@@ -303,6 +303,7 @@ def _apply_effects(
     existing = profiles.products_by_contract(conn, [(cls, num) for _, _, _, (cls, num, _) in targets])
     new_rows: dict[tuple[str, str], dict[str, Any]] = {}
     promoted: list[str] = []
+    moved: dict[int, dict[str, Any]] = {}
     for item, cid, origin, (cls, number, state) in sorted(targets, key=lambda t: t[0].occurred_at):
         key = (cls, number)
         held = existing.get(key) or new_rows.get(key)
@@ -323,12 +324,11 @@ def _apply_effects(
         elif item.occurred_at >= held["state_changed_at"]:
             held.update(state=state, state_changed_at=item.occurred_at)
             if "id" in held:
-                profiles.update_product(
-                    conn, held["id"], {"state": state, "state_changed_at": item.occurred_at}
-                )
+                moved[held["id"]] = held
         if state in CLIENT_STATES:
             promoted.append(cid)
     profiles.insert_products(conn, list(new_rows.values()))
+    profiles.move_products(conn, [(pid, p["state"], p["state_changed_at"]) for pid, p in moved.items()])
     timeline.promote_to_client(conn, promoted, now)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
@@ -176,6 +176,17 @@ def insert_products(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 def update_product(conn: Connection, product_id: int, values: dict[str, Any]) -> None:
     conn.execute(update(products).where(products.c.id == product_id).values(**values))
+
+
+def move_products(conn: Connection, moves: list[tuple[int, str, datetime]]) -> None:
+    """Set (state, state_changed_at) of many products in one executemany."""
+    if moves:
+        statement = (
+            update(products)
+            .where(products.c.id == bindparam("pid"))
+            .values(state=bindparam("new_state"), state_changed_at=bindparam("changed_at"))
+        )
+        conn.execute(statement, [{"pid": p, "new_state": s, "changed_at": at} for p, s, at in moves])
 
 
 def relationships_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
