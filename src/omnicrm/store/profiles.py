@@ -20,14 +20,18 @@ def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+_OWNERS = select(identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id).where(
+    identifiers.c.kind == bindparam("kind"), identifiers.c.value.in_(bindparam("values", expanding=True))
+)
+
+
 def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, str]]:
     """(kind, value) -> (customer_id, origin_id) for every pair that is known."""
     # One `kind = ? AND value IN (...)` per kind: SQLite scans the whole table for a row-value IN.
     found: dict[Pair, tuple[str, str]] = {}
-    query = select(identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id)
     for kind, values in _by_first(pairs).items():
         for part in chunks(values):
-            rows = conn.execute(query.where(identifiers.c.kind == kind, identifiers.c.value.in_(part))).all()
+            rows = conn.execute(_OWNERS, {"kind": kind, "values": list(part)}).all()
             found.update(((kind, value), (cid, origin)) for value, cid, origin in rows)
     return found
 

@@ -7,19 +7,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.profiles import chunks
 from omnicrm.store.tables import customers, events
+
+# Built once with an expanding parameter: SQLAlchemy does not coerce each id of the IN list.
+_KNOWN_IDS = select(events.c.event_id, events.c.customer_id).where(
+    events.c.event_id.in_(bindparam("ids", expanding=True))
+)
 
 
 def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str]:
     """event_id -> customer_id for the ids already stored."""
     found: dict[str, str] = {}
     for part in chunks(event_ids, 500):
-        query = select(events.c.event_id, events.c.customer_id).where(events.c.event_id.in_(part))
-        found.update((e, c) for e, c in conn.execute(query))
+        found.update(conn.execute(_KNOWN_IDS, {"ids": list(part)}).tuples().all())
     return found
 
 
