@@ -25,7 +25,12 @@ PG_URL = os.environ.get("OMNICRM_TEST_PG_URL", "postgresql+psycopg://postgres@12
 
 
 def _settings(url: str) -> Settings:
-    return Settings(database_url=url, catalogue_file=ROOT / "catalogue" / "events.yaml", env="test")
+    return Settings(
+        database_url=url,
+        catalogue_file=ROOT / "catalogue" / "events.yaml",
+        scenarios_dir=ROOT / "scenarios",
+        env="test",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue
-from omnicrm.services.datafiles import load_catalogue
+from omnicrm.domain.scenarios import Library
+from omnicrm.services.datafiles import load_catalogue, load_library
 from omnicrm.settings import Settings
 from omnicrm.store import migrate as migrations
 from omnicrm.store.db import make_engine
@@ -24,6 +25,7 @@ class Container:
     settings: Settings
     engine: Engine
     catalogue: Catalogue
+    library: Library
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine)
@@ -44,4 +46,6 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     engine = make_engine(settings.database_url)
     if migrate:
         migrations.upgrade(engine)
-    return Container(settings=settings, engine=engine, catalogue=load_catalogue(settings.catalogue_file))
+    catalogue = load_catalogue(settings.catalogue_file)
+    library = load_library(settings.scenarios_dir, catalogue)
+    return Container(settings=settings, engine=engine, catalogue=catalogue, library=library)

@@ -16,7 +16,7 @@ from omnicrm.bench import ingest as bench_ingest
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.services import auth, importer
-from omnicrm.services.datafiles import DataFileError, load_catalogue
+from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
@@ -59,16 +59,21 @@ def migrate() -> None:
 
 @app.command("check-config")
 def check_config() -> None:
-    """Validate the data files (event catalogue); print file, line and reason for every error."""
+    """Validate the data files (event catalogue, scenarios); print file, line and reason for every error."""
     settings = Settings()
     try:
         catalogue = load_catalogue(settings.catalogue_file)
+        library = load_library(settings.scenarios_dir, catalogue)
     except DataFileError as exc:
         for error in exc.errors:
-            err.print(str(error))
+            err.print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from None
     console.print(
         f"{settings.catalogue_file}: {len(catalogue.types)} event types, version {catalogue.version}: ok"
+    )
+    console.print(
+        f"{settings.scenarios_dir}: {len(library.current)} scenarios ({len(library.versions)} versions), "
+        f"policy version {library.policy_version}: ok"
     )
 
 

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///./var/omnicrm.db"
     catalogue_file: Path = Path("catalogue/events.yaml")
+    scenarios_dir: Path = Path("scenarios")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

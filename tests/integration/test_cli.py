@@ -22,6 +22,7 @@ from omnicrm.store.tables import customers, events
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "catalogue" / "events.yaml"
+SCENARIOS = ROOT / "scenarios"
 Invoke = Callable[..., Result]
 
 
@@ -37,7 +38,11 @@ def run(tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> Invok
     runner = CliRunner()
 
     def invoke(*args: str, catalogue: Path = CATALOGUE) -> Result:
-        env = {"OMNICRM_DATABASE_URL": database, "OMNICRM_CATALOGUE_FILE": str(catalogue)}
+        env = {
+            "OMNICRM_DATABASE_URL": database,
+            "OMNICRM_CATALOGUE_FILE": str(catalogue),
+            "OMNICRM_SCENARIOS_DIR": str(SCENARIOS),
+        }
         return runner.invoke(app, list(args), env=env)
 
     return invoke
@@ -49,7 +54,9 @@ def opened(database: str) -> Iterator[Callable[[], Container]]:
     built: list[Container] = []
 
     def make() -> Container:
-        container = bootstrap(Settings(database_url=database, catalogue_file=CATALOGUE, env="test"))
+        container = bootstrap(
+            Settings(database_url=database, catalogue_file=CATALOGUE, scenarios_dir=SCENARIOS, env="test")
+        )
         built.append(container)
         return container
 

@@ -135,6 +135,7 @@ class EventType:
     description: str
     model: type[BaseModel]
     product: ProductEffect | None
+    sample: Mapping[str, Any]  # every attribute with a typical value, to test-run conditions at load
 
     def clean(
         self, attributes: Mapping[str, Any], index: int | None = None
@@ -183,6 +184,20 @@ def _field(spec: AttributeSpec) -> tuple[Any, Any]:
     return annotation | None, Field(None, **constraints)
 
 
+_SAMPLES: dict[str, Any] = {
+    "string": "x",
+    "integer": 1,
+    "number": 1.0,
+    "boolean": True,
+    "date": "2026-01-01",
+    "datetime": "2026-01-01T00:00:00Z",
+}
+
+
+def _sample(spec: AttributeSpec) -> Any:
+    return spec.values[0] if spec.values else _SAMPLES[spec.type]
+
+
 def compile_catalogue(data: object) -> Catalogue:
     """Check raw catalogue data and compile it; raises pydantic.ValidationError on bad data."""
     spec = CatalogueSpec.model_validate(data)
@@ -196,5 +211,6 @@ def compile_catalogue(data: object) -> Catalogue:
         if type_spec.product is not None:
             p = type_spec.product
             effect = ProductEffect(p.class_, p.class_from, p.contract_from, p.state)
-        types[name] = EventType(name, type_spec.kind, type_spec.description, model, effect)
+        sample = {attr: _sample(a) for attr, a in type_spec.attributes.items()}
+        types[name] = EventType(name, type_spec.kind, type_spec.description, model, effect, sample)
     return Catalogue(spec.version, types)

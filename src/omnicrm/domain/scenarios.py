@@ -256,3 +256,21 @@ def compile_scenario(spec: ScenarioSpec) -> Scenario:
         start=spec.start,
         steps={name: _step(name, step) for name, step in spec.steps.items()},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """Everything the engine runs on: every version of every template, and the current one of each."""
+
+    versions: dict[tuple[str, int], Scenario]
+    policy_version: int
+
+    @property
+    def current(self) -> dict[str, Scenario]:
+        latest: dict[str, Scenario] = {}
+        for (scenario_id, _), scenario in sorted(self.versions.items()):
+            latest[scenario_id] = scenario
+        return latest
+
+    def get(self, scenario_id: str, version: int) -> Scenario | None:
+        return self.versions.get((scenario_id, version))

@@ -10,6 +10,10 @@ import yaml
 from pydantic import ValidationError
 
 from omnicrm.domain.catalogue import Catalogue, compile_catalogue
+from omnicrm.domain.facts import SAMPLE_CUSTOMER
+from omnicrm.domain.messages import MessageSpec
+from omnicrm.domain.policy import Policy
+from omnicrm.domain.scenarios import Library, Scenario, ScenarioSpec, compile_scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +86,155 @@ def load_catalogue(path: Path) -> Catalogue:
         return compile_catalogue(data)
     except ValidationError as exc:
         raise DataFileError(validation_errors(path, exc, tree)) from None
+
+
+def load_policy(path: Path) -> Policy:
+    """Read the contact policy, or raise DataFileError with every problem."""
+    data, tree = load_yaml(path)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise DataFileError(validation_errors(path, exc, tree)) from None
+
+
+def _sample_event(catalogue: Catalogue, event_type: str) -> dict[str, Any]:
+    """An event of this type with every declared attribute filled, to test-run conditions at load."""
+    spec = catalogue.get(event_type)
+    return {"type": event_type, "channel": "", "attributes": dict(spec.sample) if spec else {}}
+
+
+def _check_conditions(scenario: Scenario, catalogue: Catalogue) -> list[tuple[tuple[Any, ...], str]]:
+    """Run every condition once on sample data: a typo in a field name fails here, not at run time."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    base = SAMPLE_CUSTOMER.as_cel()
+    checks = [
+        (("trigger", "when"), scenario.trigger_when, scenario.trigger_event),
+        (("audience",), scenario.audience, scenario.trigger_event),
+        (("goal", "when"), scenario.goal_when, scenario.goal_event),
+    ]
+    for step in scenario.steps.values():
+        for i, route in enumerate(step.routes):
+            where: tuple[Any, ...] = ("steps", step.name, "routes", i, "when")
+            checks.append((where, route.when, scenario.trigger_event))
+    for loc, condition, event_type in checks:
+        if condition is None:
+            continue
+        context = {**base, "event": _sample_event(catalogue, event_type), "reaction": ""}
+        try:
+            condition.test(context)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            problems.append((loc, f"condition {condition.source!r} cannot run: {exc}"))
+    return problems
+
+
+def load_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> Scenario:
+    """Read, check and compile one scenario template file."""
+    data, tree = load_yaml(path)
+    try:
+        spec = ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        raise DataFileError(validation_errors(path, exc, tree)) from None
+    errors: list[FileError] = []
+    for where, event_type in (
+        (("trigger", "event"), spec.trigger.event),
+        (("goal", "event"), spec.goal.event),
+    ):
+        if catalogue.get(event_type) is None:
+            errors.append(
+                FileError(
+                    str(path), _line_of(tree, where), ".".join(where), f"unknown event type {event_type!r}"
+                )
+            )
+    for name, step in spec.steps.items():
+        if step.send is not None and step.send.template not in messages:
+            loc = ("steps", name, "send", "template")
+            errors.append(
+                FileError(
+                    str(path),
+                    _line_of(tree, loc),
+                    ".".join(loc),
+                    f"no message template {step.send.template!r} in messages/",
+                )
+            )
+    try:
+        scenario = compile_scenario(spec)
+    except ValueError as exc:
+        raise DataFileError([*errors, FileError(str(path), None, "", f"CEL: {exc}")]) from None
+    errors.extend(
+        FileError(str(path), _line_of(tree, loc), ".".join(map(str, loc)), reason)
+        for loc, reason in _check_conditions(scenario, catalogue)
+    )
+    if errors:
+        raise DataFileError(errors)
+    return scenario
+
+
+def load_messages(directory: Path) -> dict[str, MessageSpec]:
+    """Every message template of messages/*.yaml, keyed by id; ids are unique across files."""
+    messages: dict[str, MessageSpec] = {}
+    errors: list[FileError] = []
+    for path in sorted(directory.glob("*.yaml")):
+        data, tree = load_yaml(path)
+        if not isinstance(data, dict):
+            errors.append(FileError(str(path), 1, "", "expected a mapping of template id -> template"))
+            continue
+        for template_id, spec in data.items():
+            if template_id in messages:
+                errors.append(
+                    FileError(str(path), _line_of(tree, (template_id,)), str(template_id), "defined twice")
+                )
+                continue
+            try:
+                messages[str(template_id)] = MessageSpec.model_validate(spec)
+            except ValidationError as exc:
+                errors.extend(
+                    FileError(
+                        str(path),
+                        _line_of(tree, (template_id, *e["loc"])),
+                        ".".join(map(str, (template_id, *e["loc"]))),
+                        e["msg"],
+                    )
+                    for e in exc.errors(include_url=False)
+                )
+    if errors:
+        raise DataFileError(errors)
+    return messages
+
+
+def load_library(directory: Path, catalogue: Catalogue) -> Library:
+    """Policy, messages and every scenario template under `directory`; all errors reported at once."""
+    errors: list[FileError] = []
+    policy_version = 0
+    try:
+        policy_version = load_policy(directory / "policy.yaml").version
+    except DataFileError as exc:
+        errors.extend(exc.errors)
+    try:
+        messages = load_messages(directory / "messages")
+    except DataFileError as exc:
+        errors.extend(exc.errors)
+        messages = {}
+    versions: dict[tuple[str, int], Scenario] = {}
+    for path in sorted((directory / "templates").glob("*.yaml")):
+        try:
+            scenario = load_scenario(path, catalogue, set(messages))
+        except DataFileError as exc:
+            errors.extend(exc.errors)
+            continue
+        if (scenario.id, scenario.version) in versions:
+            errors.append(FileError(str(path), None, "version", f"{scenario.key} is defined twice"))
+        for step in scenario.steps.values():
+            spec = messages.get(step.template or "")
+            if step.kind == "send" and spec is not None and spec.channel != step.channel:
+                errors.append(
+                    FileError(
+                        str(path),
+                        None,
+                        f"steps.{step.name}",
+                        f"template {step.template} is for {spec.channel}, not {step.channel}",
+                    )
+                )
+        versions[(scenario.id, scenario.version)] = scenario
+    if errors:
+        raise DataFileError(errors)
+    return Library(versions, policy_version)

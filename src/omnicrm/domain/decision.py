@@ -1,0 +1,184 @@
+"""The decision engine: which scenarios to start for one person now, on which channel, and why.
+
+`decide` is pure: facts in, decisions out. For each scenario the event triggers, the hard rules
+run first (rules.py); then a light score ranks what is left; then arbitration lets service and
+retention outrank commercial offers and keeps at most one commercial conversation at a time. Every
+decision keeps the rule outcomes, the score terms and the versions it used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from omnicrm.domain.facts import CustomerFacts, EventFacts
+from omnicrm.domain.policy import Policy
+from omnicrm.domain.rules import RULES, RuleOutcome, Situation, permitted_channels
+from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario
+
+Action = Literal["contact", "delay", "suppress", "escalate", "join"]
+TIER_VALUE = {"mass": 0.25, "affluent": 0.5, "premium": 0.75, "private": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    customer_id: str
+    scenario_id: str
+    scenario_version: int
+    purpose: str
+    event_id: str
+    action: Action
+    channel: str | None
+    due_at: dt.datetime | None
+    rules: tuple[RuleOutcome, ...]
+    score: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+    policy_version: int = 0
+    arbitration: str = ""
+
+    @property
+    def starts_conversation(self) -> bool:
+        return self.action in ("contact", "delay", "escalate")
+
+
+def triggered(scenarios: Iterable[Scenario], customer: CustomerFacts, event: EventFacts) -> list[Scenario]:
+    """Scenarios whose trigger (event type and condition) matches this event."""
+    context = {**customer.as_cel(), "event": event.as_cel(), "reaction": ""}
+    return [
+        s
+        for s in scenarios
+        if s.trigger_event == event.type and (s.trigger_when is None or s.trigger_when.test(context))
+    ]
+
+
+def score(
+    scenario: Scenario,
+    customer: CustomerFacts,
+    event: EventFacts,
+    channel: str | None,
+    policy: Policy,
+    now: dt.datetime,
+) -> dict[str, float]:
+    """The light score's terms, each between 0 and 1, already weighted."""
+    w = policy.score_weights
+    hours = max((now - event.occurred_at).total_seconds() / 3600, 0.0)
+    related = sum(
+        1
+        for e in customer.recent_events
+        if scenario.product_class and e.attributes.get("product_class") == scenario.product_class
+    )
+    sent, reacted = customer.responses.get(channel or "", (0, 0))
+    local_hour = now.astimezone(ZoneInfo(customer.timezone or "Europe/Kyiv")).time()
+    window = customer.contact_window
+    in_window = window is None or window[0] <= local_hour < window[1]
+    terms = {
+        "recency": math.exp(-hours / 24),
+        "interest": min(1.0, related / 5),
+        "response": (reacted + 1) / (sent + 2),  # Laplace: no history counts as one half
+        "value": TIER_VALUE.get(customer.value_tier or "", 0.25),
+        "time_of_day": 1.0 if in_window else 0.5,
+    }
+    weights = {
+        "recency": w.recency,
+        "interest": w.interest,
+        "response": w.response,
+        "value": w.value,
+        "time_of_day": w.time_of_day,
+    }
+    return {name: round(value * weights[name], 4) for name, value in terms.items()}
+
+
+def _judge(
+    scenario: Scenario, customer: CustomerFacts, event: EventFacts, policy: Policy, now: dt.datetime
+) -> Decision:
+    context = {**customer.as_cel(), "event": event.as_cel(), "reaction": ""}
+    channels = permitted_channels(scenario, customer)
+    situation = Situation(scenario, customer, event, now, policy, channels[0] if channels else None)
+    outcomes: list[RuleOutcome] = []
+    if scenario.audience is not None and not scenario.audience.test(context):
+        outcomes.append(RuleOutcome("audience", "suppress", "not in this scenario's audience"))
+    else:
+        outcomes.append(RuleOutcome("audience", "pass", "in the audience"))
+        outcomes.extend(rule(situation) for rule in RULES)
+    effects = {o.effect for o in outcomes}
+    action: Action
+    due: dt.datetime | None = now
+    if "suppress" in effects:
+        action, due = "suppress", None
+    elif "join" in effects:
+        action, due = "join", None
+    elif "human" in effects:
+        action = "escalate"
+    elif "delay" in effects:
+        action = "delay"
+        due = max(o.until for o in outcomes if o.until is not None)
+    else:
+        action = "contact"
+    terms = score(scenario, customer, event, situation.channel, policy, now) if action != "suppress" else {}
+    return Decision(
+        customer.id,
+        scenario.id,
+        scenario.version,
+        scenario.purpose,
+        event.event_id,
+        action,
+        "callcentre" if action == "escalate" else situation.channel,
+        due,
+        tuple(outcomes),
+        terms,
+        round(sum(terms.values()), 4),
+        policy.version,
+    )
+
+
+def decide(
+    customer: CustomerFacts,
+    event: EventFacts,
+    scenarios: Iterable[Scenario],
+    policy: Policy,
+    now: dt.datetime,
+) -> list[Decision]:
+    """Decisions for every scenario this event triggers, arbitrated against each other."""
+    judged = [_judge(s, customer, event, policy, now) for s in triggered(scenarios, customer, event)]
+    return arbitrate(judged, customer)
+
+
+def arbitrate(decisions: list[Decision], customer: CustomerFacts) -> list[Decision]:
+    """Service and retention first; one commercial conversation at a time; conflicting offers yield."""
+    running = [i for i in customer.instances if i.status == "active" and i.purpose == "commercial"]
+    ranked = sorted(
+        (d for d in decisions if d.starts_conversation),
+        key=lambda d: (-PURPOSE_RANK[d.purpose], -d.total, d.scenario_id),
+    )
+    winner: Decision | None = None
+    result = {id(d): d for d in decisions}
+    for d in ranked:
+        if d.purpose != "commercial":
+            continue
+        if running:
+            result[id(d)] = _yield(
+                d, f"one commercial conversation at a time: {running[0].scenario_id} is running"
+            )
+        elif winner is not None:
+            result[id(d)] = _yield(
+                d,
+                f"conflicting offer: {winner.scenario_id} scored higher ({winner.total:.2f} > {d.total:.2f})",
+            )
+        else:
+            winner = d
+            result[id(d)] = replace(d, arbitration="chosen among the commercial offers")
+    return [result[id(d)] for d in decisions]
+
+
+def _yield(decision: Decision, why: str) -> Decision:
+    return replace(
+        decision,
+        action="suppress",
+        due_at=None,
+        arbitration=why,
+        rules=(*decision.rules, RuleOutcome("arbitration", "suppress", why)),
+    )

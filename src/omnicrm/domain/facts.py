@@ -1,0 +1,89 @@
+"""What the decision engine knows about a person: plain data gathered by the services in bulk."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    event_id: str
+    type: str
+    occurred_at: dt.datetime
+    channel: str | None
+    attributes: Mapping[str, Any]
+
+    def as_cel(self) -> dict[str, Any]:
+        return {"type": self.type, "channel": self.channel or "", "attributes": dict(self.attributes)}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFacts:
+    """A scenario instance of this person: running, or ended (with when and whether the goal was met)."""
+
+    scenario_id: str
+    version: int
+    purpose: str
+    status: str  # active | completed | cancelled
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    goal_reached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    id: str
+    status: str
+    value_tier: str | None
+    language: str | None
+    timezone: str | None
+    segments: frozenset[str]
+    do_not_contact: bool
+    vulnerable: bool
+    fraud_case_open: bool
+    open_complaints: int
+    channel_blacklist: frozenset[str]
+    consents: Mapping[tuple[str, str], bool]  # (channel, service|marketing) -> granted
+    products: tuple[tuple[str, str], ...]  # (class, state)
+    preferred_channel: str | None = None
+    contact_window: tuple[dt.time, dt.time] | None = None
+    declines: Mapping[str, dt.datetime] = field(default_factory=dict)  # product class -> last decline
+    recent_events: tuple[EventFacts, ...] = ()  # newest last, within the interest window
+    contacts: tuple[tuple[str, str, dt.datetime], ...] = ()  # (channel, purpose, sent at), last 7 days
+    responses: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # channel -> (sent, reacted)
+    instances: tuple[InstanceFacts, ...] = ()
+
+    def as_cel(self) -> dict[str, Any]:
+        """The `customer` and `products` variables of every CEL condition."""
+        return {
+            "customer": {
+                "id": self.id,
+                "status": self.status,
+                "value_tier": self.value_tier or "",
+                "language": self.language or "",
+                "segments": sorted(self.segments),
+                "vulnerable": self.vulnerable,
+                "open_complaints": self.open_complaints,
+            },
+            "products": [{"class": c, "state": s} for c, s in self.products],
+        }
+
+
+SAMPLE_CUSTOMER = CustomerFacts(
+    id="sample",
+    status="client",
+    value_tier="mass",
+    language="uk",
+    timezone="Europe/Kyiv",
+    segments=frozenset({"sample"}),
+    do_not_contact=False,
+    vulnerable=False,
+    fraud_case_open=False,
+    open_complaints=0,
+    channel_blacklist=frozenset(),
+    consents={},
+    products=(("card", "active"),),
+)

@@ -1,0 +1,194 @@
+"""Hard rules: compliance and courtesy checks that may suppress, delay or hand a contact to a human.
+
+Each rule is a small pure function returning a RuleOutcome, so a decision can list every rule it
+evaluated with its verdict. Their order here is the order in the explanation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from omnicrm.domain.facts import CustomerFacts, EventFacts
+from omnicrm.domain.policy import Policy
+from omnicrm.domain.scenarios import Scenario
+
+Effect = Literal["pass", "suppress", "delay", "human", "join"]
+_DAY, _WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    rule: str
+    effect: Effect
+    detail: str
+    until: dt.datetime | None = None  # for delays
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """One candidate: this scenario, for this person, because of this event, at `now`."""
+
+    scenario: Scenario
+    customer: CustomerFacts
+    event: EventFacts
+    now: dt.datetime
+    policy: Policy
+    channel: str | None  # the first channel the routing table would use
+
+    @property
+    def consent_purpose(self) -> str:
+        return "service" if self.scenario.purpose == "service" else "marketing"
+
+
+def _pass(rule: str, detail: str) -> RuleOutcome:
+    return RuleOutcome(rule, "pass", detail)
+
+
+def do_not_contact(s: Situation) -> RuleOutcome:
+    if s.customer.do_not_contact and s.scenario.purpose != "service":
+        return RuleOutcome("do_not_contact", "suppress", "the client asked not to be contacted")
+    return _pass("do_not_contact", "no do-not-contact flag (or a service message)")
+
+
+def fraud_case(s: Situation) -> RuleOutcome:
+    if s.customer.fraud_case_open and s.scenario.purpose != "service":
+        return RuleOutcome("fraud_case", "suppress", "an open fraud case stops all but service messages")
+    return _pass("fraud_case", "no open fraud case")
+
+
+def open_complaint(s: Situation) -> RuleOutcome:
+    if s.customer.open_complaints and s.scenario.purpose == "commercial":
+        return RuleOutcome(
+            "open_complaint",
+            "suppress",
+            f"{s.customer.open_complaints} open complaint(s): no commercial offers until resolved",
+        )
+    return _pass("open_complaint", "no open complaint blocks this purpose")
+
+
+def channel_permitted(s: Situation) -> RuleOutcome:
+    if s.channel is None:
+        return RuleOutcome(
+            "channel", "suppress", "no channel of this scenario is permitted (consent, blacklist)"
+        )
+    return _pass("channel", f"{s.channel} is permitted for {s.consent_purpose} messages")
+
+
+def vulnerable(s: Situation) -> RuleOutcome:
+    if s.customer.vulnerable and s.scenario.purpose != "service":
+        return RuleOutcome(
+            "vulnerable", "human", "a vulnerable client is contacted by a person, not automatically"
+        )
+    return _pass("vulnerable", "not marked vulnerable")
+
+
+def cooling_off(s: Situation) -> RuleOutcome:
+    declined = s.customer.declines.get(s.scenario.product_class or "")
+    days = s.scenario.cooling_off_days
+    if declined is not None and days and s.now - declined < dt.timedelta(days=days):
+        return RuleOutcome(
+            "cooling_off",
+            "suppress",
+            f"declined a {s.scenario.product_class} offer on {declined.date()}, cooling-off of {days} days",
+        )
+    return _pass("cooling_off", "no recent decline of this product")
+
+
+def goal_reached(s: Situation) -> RuleOutcome:
+    for event in s.customer.recent_events:
+        if event.type == s.scenario.goal_event and event.occurred_at >= s.event.occurred_at:
+            context = {**s.customer.as_cel(), "event": event.as_cel(), "reaction": ""}
+            if s.scenario.goal_when is None or s.scenario.goal_when.test(context):
+                return RuleOutcome(
+                    "goal", "suppress", f"goal {event.type} already reached ({event.event_id})"
+                )
+    return _pass("goal", "goal not reached yet")
+
+
+def reentry(s: Situation) -> RuleOutcome:
+    mine = [i for i in s.customer.instances if i.scenario_id == s.scenario.id]
+    if any(i.status == "active" for i in mine):
+        return RuleOutcome(
+            "reentry", "join", "already in this scenario: the event joins the running conversation"
+        )
+    if not mine:
+        return _pass("reentry", "first time in this scenario")
+    last = max(mine, key=lambda i: i.ended_at or i.started_at)
+    if s.scenario.reentry == "never":
+        return RuleOutcome("reentry", "suppress", "this scenario runs once per client")
+    if s.scenario.reentry == "unless_goal" and any(i.goal_reached for i in mine):
+        return RuleOutcome("reentry", "suppress", "the client already reached this scenario's goal")
+    days = s.scenario.reentry_days
+    if days and last.ended_at and s.now - last.ended_at < dt.timedelta(days=days):
+        return RuleOutcome("reentry", "suppress", f"re-entry allowed {days} days after the last run")
+    return _pass("reentry", "re-entry allowed")
+
+
+def frequency_cap(s: Situation) -> RuleOutcome:
+    if s.scenario.purpose in s.policy.exempt_from_caps or s.channel is None:
+        return _pass("frequency_cap", "exempt from frequency caps")
+    counted = [(c, at) for c, p, at in s.customer.contacts if p not in s.policy.exempt_from_caps]
+    limits = [(s.policy.caps, None), (s.policy.channel_caps.get(s.channel), s.channel)]  # type: ignore[call-overload]
+    until: dt.datetime | None = None
+    for cap, channel in limits:
+        if cap is None:
+            continue
+        for limit, window in ((cap.per_day, _DAY), (cap.per_week, _WEEK)):
+            times = sorted(
+                at for c, at in counted if (channel is None or c == channel) and s.now - at < window
+            )
+            if limit is not None and len(times) >= limit:
+                free_at = times[len(times) - limit] + window  # when one slot frees up
+                until = max(until or free_at, free_at)
+    if until is not None:
+        return RuleOutcome(
+            "frequency_cap", "delay", f"contact limit reached; next slot {until:%Y-%m-%d %H:%M} UTC", until
+        )
+    return _pass("frequency_cap", "within the contact limits")
+
+
+def quiet_hours(s: Situation) -> RuleOutcome:
+    zone = ZoneInfo(s.customer.timezone or "Europe/Kyiv")
+    local = s.now.astimezone(zone)
+    start, end = s.policy.quiet_hours.start, s.policy.quiet_hours.end
+    quiet = (local.time() >= start or local.time() < end) if start > end else (start <= local.time() < end)
+    if not quiet or (s.scenario.purpose == "service" and s.channel in ("inapp", "email")):
+        return _pass("quiet_hours", f"{local:%H:%M} local time is outside quiet hours")
+    resume = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if resume <= local:
+        resume += _DAY
+    until = resume.astimezone(dt.UTC)
+    return RuleOutcome(
+        "quiet_hours",
+        "delay",
+        f"{local:%H:%M} in {zone.key} is quiet time; waits until {resume:%H:%M} local",
+        until,
+    )
+
+
+RULES: tuple[Callable[[Situation], RuleOutcome], ...] = (
+    do_not_contact,
+    fraud_case,
+    open_complaint,
+    channel_permitted,
+    cooling_off,
+    goal_reached,
+    reentry,
+    vulnerable,
+    frequency_cap,
+    quiet_hours,
+)
+
+
+def permitted_channels(scenario: Scenario, customer: CustomerFacts) -> list[str]:
+    """The scenario's channels this person may be reached on for its purpose, in routing-table order."""
+    purpose = "service" if scenario.purpose == "service" else "marketing"
+    return [
+        c
+        for c in scenario.channels  # escalate steps contribute "callcentre"
+        if c not in customer.channel_blacklist and customer.consents.get((c, purpose), False)
+    ]
