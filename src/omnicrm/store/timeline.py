@@ -23,7 +23,7 @@ def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str
     """event_id -> customer_id for the ids already stored."""
     found: dict[str, str] = {}
     for part in chunks(event_ids, 500):
-        found.update(conn.execute(_KNOWN_IDS, {"ids": list(part)}).tuples().all())
+        found.update((e, c) for e, c in conn.execute(_KNOWN_IDS, {"ids": list(part)}))
     return found
 
 
