@@ -1,19 +1,16 @@
 """Message templates (scenarios/messages/*.yaml): per channel, in Ukrainian and English.
 
-Texts are Jinja2 templates for the sandboxed environment; their syntax is checked at load so a
-marketer's typo is refused before anything is sent. Rendering belongs to the channels.
+Texts are Jinja2 templates for the sandboxed environment; the loader (services/datafiles.py) checks
+their syntax so a marketer's typo is refused before anything is sent. Rendering belongs to the channels.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=5000)]
-_ENV = SandboxedEnvironment(autoescape=True)
 _LIMITS = {"sms": 480, "webpush": 240}
 
 
@@ -26,15 +23,8 @@ class MessageText(_Strict):
     title: Text | None = None
     body: Text
 
-    @model_validator(mode="after")
-    def _jinja(self) -> MessageText:
-        for part in (self.subject, self.title, self.body):
-            if part is not None:
-                try:
-                    _ENV.parse(part)
-                except TemplateSyntaxError as exc:
-                    raise ValueError(f"template syntax, line {exc.lineno}: {exc.message}") from None
-        return self
+    def parts(self) -> dict[str, str]:
+        return {k: v for k, v in (("subject", self.subject), ("title", self.title), ("body", self.body)) if v}
 
 
 class MessageSpec(_Strict):

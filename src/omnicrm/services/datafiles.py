@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
 from omnicrm.domain.catalogue import Catalogue, compile_catalogue
@@ -14,6 +16,8 @@ from omnicrm.domain.facts import SAMPLE_CUSTOMER
 from omnicrm.domain.messages import MessageSpec
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.scenarios import Library, Scenario, ScenarioSpec, compile_scenario
+
+_JINJA = SandboxedEnvironment(autoescape=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,7 @@ def load_messages(directory: Path) -> dict[str, MessageSpec]:
                 )
                 continue
             try:
-                messages[str(template_id)] = MessageSpec.model_validate(spec)
+                message = messages[str(template_id)] = MessageSpec.model_validate(spec)
             except ValidationError as exc:
                 errors.extend(
                     FileError(
@@ -196,6 +200,21 @@ def load_messages(directory: Path) -> dict[str, MessageSpec]:
                     )
                     for e in exc.errors(include_url=False)
                 )
+                continue
+            for language in ("uk", "en"):
+                for part, text in getattr(message, language).parts().items():
+                    try:
+                        _JINJA.parse(text)
+                    except TemplateSyntaxError as exc:
+                        loc = (template_id, language, part)
+                        errors.append(
+                            FileError(
+                                str(path),
+                                _line_of(tree, loc),
+                                ".".join(map(str, loc)),
+                                f"template syntax (line {exc.lineno} of the text): {exc.message}",
+                            )
+                        )
     if errors:
         raise DataFileError(errors)
     return messages

@@ -48,6 +48,22 @@ def _sqlite_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _values(row: dict[str, Any], occurred: object, received: object) -> tuple[object, ...]:
+    """One event row as a tuple in `_COLUMNS` order."""
+    return (
+        row["event_id"],
+        row["customer_id"],
+        row["origin_id"],
+        row["kind"],
+        row["type"],
+        row["source"],
+        row["channel"],
+        occurred,
+        received,
+        orjson.dumps(row["attributes"]).decode(),
+    )
+
+
 def insert_events(conn: Connection, rows: list[dict[str, Any]], received_at: datetime) -> None:
     """Bulk insert on the hot path: one executemany (SQLite) or COPY (PostgreSQL), no per-row ORM work.
 
@@ -56,43 +72,16 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]], received_at: dat
     if not rows:
         return
     if conn.dialect.name == "sqlite":
+        # SQLite gets times in the text form SQLAlchemy reads back; PostgreSQL takes datetimes.
         received = _sqlite_time(received_at)
         conn.exec_driver_sql(
-            _SQLITE_INSERT,
-            [
-                (
-                    r["event_id"],
-                    r["customer_id"],
-                    r["origin_id"],
-                    r["kind"],
-                    r["type"],
-                    r["source"],
-                    r["channel"],
-                    _sqlite_time(r["occurred_at"]),
-                    received,
-                    orjson.dumps(r["attributes"]).decode(),
-                )
-                for r in rows
-            ],
+            _SQLITE_INSERT, [_values(r, _sqlite_time(r["occurred_at"]), received) for r in rows]
         )
     elif conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(_PG_COPY) as copy:
             for r in rows:
-                copy.write_row(
-                    (
-                        r["event_id"],
-                        r["customer_id"],
-                        r["origin_id"],
-                        r["kind"],
-                        r["type"],
-                        r["source"],
-                        r["channel"],
-                        r["occurred_at"],
-                        received_at,
-                        orjson.dumps(r["attributes"]).decode(),
-                    )
-                )
+                copy.write_row(_values(r, r["occurred_at"], received_at))
     else:
         conn.execute(insert(events), [{**r, "received_at": received_at} for r in rows])
 
