@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from omnicrm import __version__
-from omnicrm.api import admin, customers, events
+from omnicrm.api import admin, conversations, customers, events
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.pan_guard import PanGuard
 from omnicrm.api.responses import Problem, problem
@@ -26,6 +26,7 @@ from omnicrm.domain.errors import (
     NotFound,
     Unauthenticated,
 )
+from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
 
 _STATUS: dict[type[DomainError], int] = {
@@ -63,10 +64,14 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
 
 def create_app(container: Container) -> FastAPI:
     """Build the API around an already wired container."""
+    decider = DecisionWorker(
+        container.uow, lambda: container.library, idle_s=container.settings.decider_idle_ms / 1000
+    )
     writer = GroupCommitWriter(
         container.uow,
         linger_s=container.settings.ingest_linger_ms / 1000,
         max_batch=container.settings.ingest_max_batch,
+        after_commit=decider.nudge,
     )
 
     @asynccontextmanager
@@ -77,10 +82,13 @@ def create_app(container: Container) -> FastAPI:
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         writer.start()
+        if container.settings.decide_in_process:
+            decider.start()
         try:
             yield
         finally:
             writer.stop()
+            decider.stop()
 
     app = FastAPI(
         title="omnicrm",
@@ -90,11 +98,12 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.state.writer = writer
+    app.state.decider = decider
     app.state.token_cache = TokenCache(container.settings.token_cache_seconds)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(PanGuard)
-    for router in (admin.router, customers.router, events.router):
+    for router in (admin.router, customers.router, events.router, conversations.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

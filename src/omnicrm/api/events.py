@@ -75,6 +75,7 @@ async def _many(request: Request, container: ContainerDep, kinds: frozenset[str]
         with container.uow() as uow:
             result = ingest.ingest(uow.conn, prepared, actor=who.username, now=datetime.now(UTC))
             uow.commit()
+        request.app.state.decider.nudge()
         return {
             "accepted": result.accepted,
             "duplicates": result.duplicates,

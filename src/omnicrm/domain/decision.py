@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from omnicrm.domain.facts import CustomerFacts, EventFacts
 from omnicrm.domain.policy import Policy
-from omnicrm.domain.rules import RULES, RuleOutcome, Situation, permitted_channels
+from omnicrm.domain.rules import RULES, RuleOutcome, Situation, permitted_channels, quiet_until
 from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario
 
 Action = Literal["contact", "delay", "suppress", "escalate", "join"]
@@ -116,6 +116,8 @@ def _judge(
     elif "delay" in effects:
         action = "delay"
         due = max(o.until for o in outcomes if o.until is not None)
+        # A slot freed by the frequency cap may fall in quiet hours: then wait for the morning too.
+        due = quiet_until(customer, policy, due, scenario.purpose, situation.channel) or due
     else:
         action = "contact"
     terms = score(scenario, customer, event, situation.channel, policy, now) if action != "suppress" else {}

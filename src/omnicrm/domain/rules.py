@@ -13,7 +13,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from omnicrm.domain.facts import CustomerFacts, EventFacts
-from omnicrm.domain.policy import Policy
+from omnicrm.domain.policy import Cap, Policy
 from omnicrm.domain.scenarios import Scenario
 
 Effect = Literal["pass", "suppress", "delay", "human", "join"]
@@ -132,12 +132,18 @@ def frequency_cap(s: Situation) -> RuleOutcome:
     if s.scenario.purpose in s.policy.exempt_from_caps or s.channel is None:
         return _pass("frequency_cap", "exempt from frequency caps")
     counted = [(c, at) for c, p, at in s.customer.contacts if p not in s.policy.exempt_from_caps]
-    limits = [(s.policy.caps, None), (s.policy.channel_caps.get(s.channel), s.channel)]  # type: ignore[call-overload]
+    limits: list[tuple[Cap | None, str | None]] = [
+        (s.policy.caps, None),
+        (s.policy.channel_caps.get(s.channel), s.channel),  # type: ignore[call-overload]
+    ]
     until: dt.datetime | None = None
     for cap, channel in limits:
         if cap is None:
             continue
         for limit, window in ((cap.per_day, _DAY), (cap.per_week, _WEEK)):
+            if limit == 0:  # a cap of zero: this channel (or contact at all) is closed by policy
+                where = f"on {channel}" if channel else "at all"
+                return RuleOutcome("frequency_cap", "suppress", f"the policy allows no contact {where}")
             times = sorted(
                 at for c, at in counted if (channel is None or c == channel) and s.now - at < window
             )
@@ -151,21 +157,33 @@ def frequency_cap(s: Situation) -> RuleOutcome:
     return _pass("frequency_cap", "within the contact limits")
 
 
-def quiet_hours(s: Situation) -> RuleOutcome:
-    zone = ZoneInfo(s.customer.timezone or "Europe/Kyiv")
-    local = s.now.astimezone(zone)
-    start, end = s.policy.quiet_hours.start, s.policy.quiet_hours.end
+def quiet_until(
+    customer: CustomerFacts, policy: Policy, now: dt.datetime, purpose: str, channel: str | None
+) -> dt.datetime | None:
+    """When quiet hours in the person's zone end, if `now` is inside them (silent service messages -
+    e-mail and in-app - are not held)."""
+    zone = ZoneInfo(customer.timezone or "Europe/Kyiv")
+    local = now.astimezone(zone)
+    start, end = policy.quiet_hours.start, policy.quiet_hours.end
     quiet = (local.time() >= start or local.time() < end) if start > end else (start <= local.time() < end)
-    if not quiet or (s.scenario.purpose == "service" and s.channel in ("inapp", "email")):
-        return _pass("quiet_hours", f"{local:%H:%M} local time is outside quiet hours")
+    if not quiet or (purpose == "service" and channel in ("inapp", "email")):
+        return None
     resume = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
     if resume <= local:
         resume += _DAY
-    until = resume.astimezone(dt.UTC)
+    return resume.astimezone(dt.UTC)
+
+
+def quiet_hours(s: Situation) -> RuleOutcome:
+    zone = ZoneInfo(s.customer.timezone or "Europe/Kyiv")
+    local = s.now.astimezone(zone)
+    until = quiet_until(s.customer, s.policy, s.now, s.scenario.purpose, s.channel)
+    if until is None:
+        return _pass("quiet_hours", f"{local:%H:%M} local time is outside quiet hours")
     return RuleOutcome(
         "quiet_hours",
         "delay",
-        f"{local:%H:%M} in {zone.key} is quiet time; waits until {resume:%H:%M} local",
+        f"{local:%H:%M} in {zone.key} is quiet time; waits until {until.astimezone(zone):%H:%M} local",
         until,
     )
 

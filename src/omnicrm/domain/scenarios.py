@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import cel
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from omnicrm.domain.policy import Policy
 from omnicrm.domain.vocabulary import ProductClass
 
 Purpose = Literal["service", "retention", "commercial", "collections"]
@@ -263,7 +264,11 @@ class Library:
     """Everything the engine runs on: every version of every template, and the current one of each."""
 
     versions: dict[tuple[str, int], Scenario]
-    policy_version: int
+    policy: Policy
+
+    @property
+    def policy_version(self) -> int:
+        return self.policy.version
 
     @property
     def current(self) -> dict[str, Scenario]:

@@ -223,9 +223,9 @@ def load_messages(directory: Path) -> dict[str, MessageSpec]:
 def load_library(directory: Path, catalogue: Catalogue) -> Library:
     """Policy, messages and every scenario template under `directory`; all errors reported at once."""
     errors: list[FileError] = []
-    policy_version = 0
+    policy: Policy | None = None
     try:
-        policy_version = load_policy(directory / "policy.yaml").version
+        policy = load_policy(directory / "policy.yaml")
     except DataFileError as exc:
         errors.extend(exc.errors)
     try:
@@ -254,6 +254,6 @@ def load_library(directory: Path, catalogue: Catalogue) -> Library:
                     )
                 )
         versions[(scenario.id, scenario.version)] = scenario
-    if errors:
+    if errors or policy is None:
         raise DataFileError(errors)
-    return Library(versions, policy_version)
+    return Library(versions, policy)

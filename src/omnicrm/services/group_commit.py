@@ -35,8 +35,15 @@ class _Job:
 class GroupCommitWriter:
     """A background thread that writes queued single events in small batches."""
 
-    def __init__(self, uow: Callable[[], UnitOfWork], *, linger_s: float, max_batch: int) -> None:
-        self.uow, self.linger_s, self.max_batch = uow, linger_s, max_batch
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        *,
+        linger_s: float,
+        max_batch: int,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.uow, self.linger_s, self.max_batch, self.after_commit = uow, linger_s, max_batch, after_commit
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -88,6 +95,7 @@ class GroupCommitWriter:
             for job in batch:
                 self._write([job])
             return
+        self.after_commit()
         for job in batch:
             job.future.set_result(results[job.item.event_id])
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -223,16 +224,103 @@ audit_head = Table(
     Column("last_hash", String(64), nullable=False),
 )
 
+# Every decision the engine made, with its reasons (rule outcomes, score terms, versions).
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("scenario_id", String(64), nullable=False),
+    Column("scenario_version", Integer, nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("channel", String(16)),
+    Column("due_at", UtcDateTime),
+    Column("rules", Json, nullable=False),
+    Column("score", Json, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("policy_version", Integer, nullable=False),
+    Column("arbitration", String(300), nullable=False),
+    Column("instance_id", BigId),
+    Column("decided_at", UtcDateTime, nullable=False),
+)
+Index("ix_decisions_customer", decisions.c.customer_id, decisions.c.decided_at)
+
+# A running or finished conversation: one active instance per (customer, scenario), enforced here.
+instances = Table(
+    "scenario_instances",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("scenario_id", String(64), nullable=False),
+    Column("scenario_version", Integer, nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # active | completed | cancelled
+    Column("step", String(64), nullable=False),
+    Column("due_at", UtcDateTime),  # when the current wait times out (the timer)
+    Column("trigger_event_id", String(128), nullable=False),
+    Column("last_reaction", String(16)),
+    Column("outcome", String(64)),
+    Column("goal_reached", Boolean, nullable=False, default=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+)
+Index(
+    "uq_instances_one_active",
+    instances.c.customer_id,
+    instances.c.scenario_id,
+    unique=True,
+    sqlite_where=instances.c.status == "active",
+    postgresql_where=instances.c.status == "active",
+)
+Index("ix_instances_due", instances.c.status, instances.c.due_at)
+Index("ix_instances_customer", instances.c.customer_id)
+
+# Transactional outbox: written with the state change that caused it; the key makes sends idempotent.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("instance_id", BigId, ForeignKey("scenario_instances.id")),
+    Column("kind", String(16), nullable=False),  # message | task
+    Column("channel", String(16), nullable=False),
+    Column("template", String(64)),
+    Column("purpose", String(16), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sent | failed | dead
+    Column("available_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_outbox_pending", outbox.c.status, outbox.c.available_at)
+Index("ix_outbox_customer", outbox.c.customer_id, outbox.c.created_at)
+
+# How far a consumer has read the events table (the database is the queue in embedded mode).
+offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer", String(32), primary_key=True),
+    Column("last_event_pk", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 __all__ = [
     "api_tokens",
     "audit_head",
     "audit_log",
     "consents",
     "customers",
+    "decisions",
     "events",
     "identifiers",
+    "instances",
     "merges",
     "metadata",
+    "offsets",
+    "outbox",
     "products",
     "relationships",
     "segments",

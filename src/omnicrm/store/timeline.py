@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.profiles import chunks
@@ -48,6 +48,26 @@ def _sqlite_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+EVENTS_WRITE_LOCK = 4_242_001
+
+
+def committed_bound(conn: Connection) -> int | None:
+    """The highest event pk below which every event is committed (PostgreSQL), or None (SQLite).
+
+    Ids come from a sequence, so on PostgreSQL a transaction can commit id 202 before another
+    commits 201; a reader taking "everything after my offset" would skip 201 for ever. Taking the
+    writers' lock exclusively for an instant waits for every transaction that already holds an id,
+    so `max(id)` read then is safe to read up to. SQLite writers are serialised, ids commit in order.
+    """
+    if conn.dialect.name != "postgresql":
+        return None
+    conn.exec_driver_sql(f"SELECT pg_advisory_lock({EVENTS_WRITE_LOCK})")
+    try:
+        return int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+    finally:
+        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({EVENTS_WRITE_LOCK})")
+
+
 def _values(row: dict[str, Any], occurred: object, received: object) -> tuple[object, ...]:
     """One event row as a tuple in `_COLUMNS` order."""
     return (
@@ -78,6 +98,8 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]], received_at: dat
             _SQLITE_INSERT, [_values(r, _sqlite_time(r["occurred_at"]), received) for r in rows]
         )
     elif conn.dialect.name == "postgresql":
+        # Writers hold this lock shared until commit; see committed_bound() for why.
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({EVENTS_WRITE_LOCK})")
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(_PG_COPY) as copy:
             for r in rows:

@@ -167,7 +167,9 @@ def test_days_only_with_after_days() -> None:
 
 
 def test_after_days_with_days_is_accepted() -> None:
-    scenario = compile_scenario(ScenarioSpec.model_validate(spec_dict(reentry={"mode": "after_days", "days": 30})))
+    scenario = compile_scenario(
+        ScenarioSpec.model_validate(spec_dict(reentry={"mode": "after_days", "days": 30}))
+    )
     assert (scenario.reentry, scenario.reentry_days) == ("after_days", 30)
 
 
@@ -192,7 +194,7 @@ def test_cel_syntax_error_raises_value_error_on_compile(where: str) -> None:
     else:
         data["steps"]["wait"]["routes"][0]["when"] = bad
     spec = ScenarioSpec.model_validate(data)  # syntax is not checked by the model
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="parse"):
         compile_scenario(spec)
 
 
@@ -207,13 +209,16 @@ def test_first_contact_follows_wait_otherwise_route() -> None:
     data = spec_dict(start="wait")
     scenario = compile_scenario(ScenarioSpec.model_validate(data))
     first = scenario.first_contact()
-    assert first is not None and first.name == "email"
+    assert first is not None
+    assert first.name == "email"
 
 
 def test_first_contact_can_be_an_escalation() -> None:
     scenario = compile_scenario(ScenarioSpec.model_validate(spec_dict(start="call")))
     first = scenario.first_contact()
-    assert first is not None and first.kind == "escalate" and first.channel == "callcentre"
+    assert first is not None
+    assert first.kind == "escalate"
+    assert first.channel == "callcentre"
 
 
 def test_first_contact_none_when_start_is_end() -> None:

@@ -1,0 +1,102 @@
+"""The scenario router: moves one instance through its routing table. Pure: state in, state out.
+
+From a step it runs every instantaneous step (send, escalate, branch) until it must wait (a `wait`
+step, or a send held back by quiet hours) or the scenario ends. A send on a channel the person no
+longer permits (consent withdrawn, blacklisted) is skipped and noted - opt-out is honoured at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from omnicrm.domain.scenarios import Route, Scenario, Step
+
+_MAX_STEPS = 50  # a routing table that loops without waiting stops here instead of spinning
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Something to do now: a message to send, a task for the call centre, or a skipped send."""
+
+    kind: Literal["send", "task", "skipped"]
+    step: str
+    channel: str
+    template: str | None = None
+    queue: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Where the instance stands after running: its step, status, timer and what to do now."""
+
+    step: str
+    status: Literal["active", "completed"]
+    due_at: dt.datetime | None
+    outcome: str | None
+    effects: tuple[Effect, ...]
+    trail: tuple[str, ...]
+
+
+def _choose(routes: tuple[Route, ...], context: Mapping[str, Any]) -> str:
+    for route in routes:
+        if route.when is None or route.when.test(dict(context)):
+            return route.goto
+    return routes[-1].goto  # validated: the last row has no condition
+
+
+def run(
+    scenario: Scenario,
+    step_name: str,
+    *,
+    now: dt.datetime,
+    context: Mapping[str, Any],
+    permitted: Collection[str],
+    hold_sends_until: dt.datetime | None = None,
+    reaction: str | None = None,
+) -> Advance:
+    """Run from `step_name`. With `reaction` (a string, "" for a timeout) the step must be a wait
+    that is being resumed: its routes choose where to go first."""
+    effects: list[Effect] = []
+    trail: list[str] = []
+    ctx = {**context, "reaction": reaction or ""}
+    name = step_name
+    step: Step = scenario.steps[name]
+    if reaction is not None and step.kind == "wait":
+        trail.append(name)
+        name = _choose(step.routes, ctx)
+    for _ in range(_MAX_STEPS):
+        step = scenario.steps[name]
+        trail.append(name)
+        if step.kind == "end":
+            return Advance(name, "completed", None, step.outcome, tuple(effects), tuple(trail))
+        if step.kind == "wait":
+            assert step.wait is not None
+            return Advance(name, "active", now + step.wait, None, tuple(effects), tuple(trail))
+        if step.kind == "branch":
+            name = _choose(step.routes, ctx)
+            continue
+        channel = step.channel or "callcentre"
+        if step.kind == "send" and hold_sends_until is not None and hold_sends_until > now:
+            return Advance(name, "active", hold_sends_until, None, tuple(effects), tuple(trail))
+        if channel not in permitted:
+            effects.append(
+                Effect(
+                    "skipped",
+                    name,
+                    channel,
+                    step.template,
+                    step.queue,
+                    f"{channel} is not permitted for this person now",
+                )
+            )
+        elif step.kind == "send":
+            effects.append(Effect("send", name, channel, step.template))
+        else:
+            effects.append(Effect("task", name, "callcentre", queue=step.queue, note=step.reason or ""))
+        assert step.next is not None
+        name = step.next
+    return Advance(name, "completed", None, "routing_loop", tuple(effects), tuple(trail))

@@ -1,0 +1,311 @@
+"""Decide and route: new timeline events become decisions, scenario instances and outbox rows.
+
+Everything for one batch happens in the caller's transaction: the decisions, the instance state
+and the outbox rows it causes commit together (or not at all), so a crash never loses a decision
+nor sends twice. Per event, in this order: goals end the conversations they satisfy; a reaction
+resumes the conversation waiting for it; then the engine decides which scenarios to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from omnicrm.domain.decision import Decision, decide
+from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
+from omnicrm.domain.router import Advance, Effect, run
+from omnicrm.domain.rules import permitted_channels, quiet_until
+from omnicrm.domain.scenarios import Library, Scenario
+from omnicrm.services.facts import event_facts, load_facts
+from omnicrm.store import conversations
+
+
+@dataclass(slots=True)
+class Report:
+    events: int = 0
+    decisions: int = 0
+    started: int = 0
+    completed: int = 0
+    messages: int = 0
+    tasks: int = 0
+    skipped: int = 0
+    decided_at: list[datetime] = field(default_factory=list)
+
+    def add(self, other: Report) -> None:
+        for name in ("events", "decisions", "started", "completed", "messages", "tasks", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class _Work:
+    """The working set of one batch: facts kept current as events are handled, rows to write."""
+
+    def __init__(
+        self, conn: Connection, library: Library, facts: dict[str, CustomerFacts], now: datetime
+    ) -> None:
+        self.conn, self.library, self.facts, self.now = conn, library, facts, now
+        self.active = {
+            (row["customer_id"], row["scenario_id"]): row
+            for row in conversations.instances_of(conn, facts)
+            if row["status"] == "active"
+        }
+        self.decisions: list[dict[str, Any]] = []
+        self.report = Report()
+
+    def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
+        return {
+            **customer.as_cel(),
+            "event": event.as_cel() if event else {"type": "", "channel": "", "attributes": {}},
+        }
+
+    # --- goals and reactions ------------------------------------------------------------------
+    def goals(self, customer: CustomerFacts, event: EventFacts) -> None:
+        for (cid, scenario_id), row in list(self.active.items()):
+            scenario = self.library.get(scenario_id, row["scenario_version"])
+            if cid != customer.id or scenario is None or scenario.goal_event != event.type:
+                continue
+            context = {**self.context(customer, event), "reaction": ""}
+            if scenario.goal_when is None or scenario.goal_when.test(context):
+                self.finish(customer, row, "goal_reached", goal=True)
+
+    def reaction(self, customer: CustomerFacts, event: EventFacts, sent: dict[str, Any] | None) -> None:
+        if sent is None or sent["instance_id"] is None:
+            return
+        row = next((r for r in self.active.values() if r["id"] == sent["instance_id"]), None)
+        scenario = self.library.get(row["scenario_id"], row["scenario_version"]) if row else None
+        if row is None or scenario is None or scenario.steps[row["step"]].kind != "wait":
+            return  # the conversation moved on: a second, parallel reaction joins it without forking
+        reaction = str(event.attributes.get("reaction", ""))
+        conversations.update_instance(self.conn, row["id"], {"last_reaction": reaction[:16]})
+        self.advance(customer, scenario, row, cause=event.event_id, reaction=reaction, event=event)
+
+    def finish(
+        self, customer: CustomerFacts, row: dict[str, Any], outcome: str, *, goal: bool = False
+    ) -> None:
+        values = {
+            "status": "completed",
+            "outcome": outcome,
+            "goal_reached": goal,
+            "due_at": None,
+            "ended_at": self.now,
+            "updated_at": self.now,
+        }
+        conversations.update_instance(self.conn, row["id"], values)
+        conversations.cancel_pending(self.conn, row["id"])
+        self.active.pop((row["customer_id"], row["scenario_id"]), None)
+        self._remember(customer, row, status="completed", goal=goal)
+        self.report.completed += 1
+
+    # --- starting and moving conversations -----------------------------------------------------
+    def start(self, customer: CustomerFacts, decision: Decision, event: EventFacts) -> int | None:
+        scenario = self.library.get(decision.scenario_id, decision.scenario_version)
+        if scenario is None:
+            return None
+        row: dict[str, Any] = {
+            "customer_id": customer.id,
+            "scenario_id": scenario.id,
+            "scenario_version": scenario.version,
+            "purpose": scenario.purpose,
+            "status": "active",
+            "step": scenario.start,
+            "due_at": decision.due_at if decision.action == "delay" else None,
+            "trigger_event_id": event.event_id,
+            "goal_reached": False,
+            "started_at": self.now,
+            "updated_at": self.now,
+        }
+        row["id"] = conversations.insert_instance(self.conn, row)
+        self.active[(customer.id, scenario.id)] = row
+        self._remember(customer, row, status="active")
+        self.report.started += 1
+        if decision.action == "escalate":
+            handover = Effect(
+                "task",
+                "handover",
+                "callcentre",
+                queue="personal-contact",
+                note="; ".join(r.detail for r in decision.rules if r.effect == "human"),
+            )
+            self.write_effects(customer, scenario, row, [handover], cause=event.event_id)
+            self.finish(customer, row, "handed_to_person")
+        elif decision.action == "contact":
+            self.advance(customer, scenario, row, cause=event.event_id, event=event)
+        instance_id: int = row["id"]
+        return instance_id
+
+    def advance(
+        self,
+        customer: CustomerFacts,
+        scenario: Scenario,
+        row: dict[str, Any],
+        *,
+        cause: str,
+        reaction: str | None = None,
+        event: EventFacts | None = None,
+    ) -> None:
+        customer = self.facts[customer.id]
+        first = scenario.steps[row["step"]]
+        hold = quiet_until(customer, self.library.policy, self.now, scenario.purpose, first.channel)
+        outcome: Advance = run(
+            scenario,
+            row["step"],
+            now=self.now,
+            context=self.context(customer, event),
+            permitted=set(permitted_channels(scenario, customer)),
+            hold_sends_until=hold,
+            reaction=reaction,
+        )
+        self.write_effects(customer, scenario, row, list(outcome.effects), cause=cause)
+        if outcome.status == "completed":
+            row["step"] = outcome.step
+            conversations.update_instance(self.conn, row["id"], {"step": outcome.step})
+            self.finish(customer, row, outcome.outcome or "finished")
+            return
+        row.update(step=outcome.step, due_at=outcome.due_at)
+        conversations.update_instance(
+            self.conn, row["id"], {"step": outcome.step, "due_at": outcome.due_at, "updated_at": self.now}
+        )
+
+    def write_effects(
+        self,
+        customer: CustomerFacts,
+        scenario: Scenario,
+        row: dict[str, Any],
+        effects: list[Effect],
+        *,
+        cause: str,
+    ) -> None:
+        rows = []
+        for effect in effects:
+            if effect.kind == "skipped":
+                self.report.skipped += 1
+                continue
+            key = f"{row['id']}:{cause}:{effect.step}"
+            rows.append(
+                {
+                    "idempotency_key": key,
+                    "customer_id": customer.id,
+                    "instance_id": row["id"],
+                    "kind": "message" if effect.kind == "send" else "task",
+                    "channel": effect.channel,
+                    "template": effect.template,
+                    "purpose": scenario.purpose,
+                    "status": "pending",
+                    "available_at": self.now,
+                    "created_at": self.now,
+                    "payload": {
+                        "message_id": key,
+                        "scenario": scenario.key,
+                        "step": effect.step,
+                        "language": customer.language or "uk",
+                        "queue": effect.queue,
+                        "note": effect.note,
+                    },
+                }
+            )
+            if effect.kind == "send":
+                self.report.messages += 1
+            else:
+                self.report.tasks += 1
+        conversations.insert_outbox(self.conn, rows)
+        contacts = tuple((r["channel"], r["purpose"], self.now) for r in rows)
+        self.facts[customer.id] = dataclasses.replace(
+            self.facts[customer.id], contacts=self.facts[customer.id].contacts + contacts
+        )
+
+    def _remember(
+        self, customer: CustomerFacts, row: dict[str, Any], *, status: str, goal: bool = False
+    ) -> None:
+        current = self.facts[customer.id]
+        others = tuple(
+            i for i in current.instances if i.scenario_id != row["scenario_id"] or i.status != "active"
+        )
+        mine = InstanceFacts(
+            row["scenario_id"],
+            row["scenario_version"],
+            row["purpose"],
+            status,
+            row["started_at"],
+            self.now if status != "active" else None,
+            goal,
+        )
+        self.facts[customer.id] = dataclasses.replace(current, instances=(*others, mine))
+
+    def record(self, decision: Decision, instance_id: int | None) -> None:
+        self.decisions.append(
+            {
+                "customer_id": decision.customer_id,
+                "scenario_id": decision.scenario_id,
+                "scenario_version": decision.scenario_version,
+                "purpose": decision.purpose,
+                "event_id": decision.event_id,
+                "action": decision.action,
+                "channel": decision.channel,
+                "due_at": decision.due_at,
+                "rules": [{"rule": r.rule, "effect": r.effect, "detail": r.detail} for r in decision.rules],
+                "score": decision.score,
+                "total": decision.total,
+                "policy_version": decision.policy_version,
+                "arbitration": decision.arbitration,
+                "instance_id": instance_id,
+                "decided_at": self.now,
+            }
+        )
+        self.report.decisions += 1
+
+
+def process_events(
+    conn: Connection, rows: Iterable[dict[str, Any]], *, library: Library, now: datetime
+) -> Report:
+    """Handle stored timeline events (in arrival order) for goals, reactions and new decisions."""
+    rows = list(rows)
+    facts = load_facts(conn, {r["customer_id"] for r in rows}, now=now, policy=library.policy)
+    work = _Work(conn, library, facts, now)
+    message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == "message.reaction"]
+    sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
+    scenarios = list(library.current.values())
+    for row in rows:
+        if row["customer_id"] not in work.facts:
+            continue
+        event = event_facts(row)
+        customer = work.facts[row["customer_id"]] = dataclasses.replace(
+            work.facts[row["customer_id"]],
+            recent_events=(*work.facts[row["customer_id"]].recent_events, event),
+        )
+        work.report.events += 1
+        work.goals(customer, event)
+        if event.type == "message.reaction":
+            work.reaction(customer, event, sent.get(str(event.attributes.get("message_id"))))
+        for decision in decide(work.facts[customer.id], event, scenarios, library.policy, now):
+            instance_id = None
+            if decision.starts_conversation:
+                instance_id = work.start(work.facts[customer.id], decision, event)
+            elif decision.action == "join":
+                joined = work.active.get((customer.id, decision.scenario_id))
+                instance_id = joined["id"] if joined else None
+            work.record(decision, instance_id)
+    conversations.insert_decisions(conn, work.decisions)
+    return work.report
+
+
+def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:
+    """Move every conversation whose timer has expired: a wait times out, a held send goes out."""
+    due = conversations.due_instances(conn, now, limit)
+    if not due:
+        return Report()
+    facts = load_facts(conn, {r["customer_id"] for r in due}, now=now, policy=library.policy)
+    work = _Work(conn, library, facts, now)
+    for row in due:
+        scenario = library.get(row["scenario_id"], row["scenario_version"])
+        customer = work.facts.get(row["customer_id"])
+        live = work.active.get((row["customer_id"], row["scenario_id"]))
+        if scenario is None or customer is None or live is None:
+            continue  # a retired version or a merged profile: leave it for an operator to see
+        kind = scenario.steps[live["step"]].kind
+        cause = f"timer@{live['due_at'].isoformat()}"
+        work.advance(customer, scenario, live, cause=cause, reaction="" if kind == "wait" else None)
+    return work.report
