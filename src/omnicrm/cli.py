@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -12,10 +13,12 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.errors import DomainError, InvalidInput
-from omnicrm.services import auth, importer
+from omnicrm.services import auth, decider, explaining, importer
+from omnicrm.services import customers as customers_service
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
@@ -232,6 +235,7 @@ def demo(
         generate_cmd(out=out, customers=customers, events=events, interactions=interactions)
         for kind in ("customers", "events", "interactions"):
             _import(kind, out / f"{kind}.jsonl")
+        decide()
     issue_token("demo-admin", name="demo", days=1)
     settings = container.settings
     console.print(
@@ -239,6 +243,76 @@ def demo(
     )
     if serve_api and not os.environ.get("OMNICRM_DEMO_NO_SERVE"):
         serve()
+
+
+@app.command()
+def decide() -> None:
+    """Run the decision worker once: every new event, then every expired timer."""
+    container = _container()
+    report = decider.drain(container.uow, container.library)
+    console.print(
+        f"{report.events} events: {report.decisions} decisions, {report.started} conversations started, "
+        f"{report.completed} ended, {report.messages} messages and {report.tasks} tasks queued, "
+        f"{report.skipped} sends skipped (not permitted)"
+    )
+
+
+@app.command()
+def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0) -> None:
+    """Run the decision worker until interrupted (for deployments where the API does not run it)."""
+    container = _container()
+    console.print("decision worker running; Ctrl-C stops it")
+    try:
+        while True:
+            report = decider.drain(container.uow, container.library)
+            if not report.events and not report.messages and not report.tasks:
+                time.sleep(idle_ms / 1000)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def explain(customer: str, limit: int = 10) -> None:
+    """Explain the latest decisions about a customer, in words (by id, or identifier kind:value)."""
+    container = _container(migrate=False)
+    try:
+        with container.reader() as conn:
+            customer_id = customer
+            if ":" in customer:
+                kind, value = customer.split(":", 1)
+                customer_id = customers_service.lookup(conn, kind, value)
+            result = explaining.decisions(conn, customer_id, limit=limit)
+    except DomainError as exc:
+        _report_error(exc)
+        raise typer.Exit(1) from None
+    if not result["items"]:
+        console.print(f"no decisions about {result['customer_id']} yet")
+    for item in result["items"]:
+        console.print(item["explanation"], markup=False, highlight=False)
+        console.print()
+
+
+@bench_app.command("decide")
+def bench_decide_cmd(
+    events: int = 126_000,
+    customers: int = 18_000,
+    interactions: int = 31_500,
+    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
+    latency_seconds: Annotated[
+        float, typer.Option(help="Duration of the event-to-decision latency test")
+    ] = 10.0,
+    rate: Annotated[float, typer.Option(help="Events per second posted during the latency test")] = 500.0,
+) -> None:
+    """Decisions per second over the data set with every scenario active, and event-to-decision latency."""
+    bench_decide.run(
+        events=events,
+        customers=customers,
+        interactions=interactions,
+        runs=runs,
+        latency_seconds=latency_seconds,
+        rate=rate,
+        console=console,
+    )
 
 
 @bench_app.command("ingest")

@@ -12,13 +12,13 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from omnicrm.domain.facts import CustomerFacts, EventFacts
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.rules import RULES, RuleOutcome, Situation, permitted_channels, quiet_until
-from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario
+from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario, cel_context
 
 Action = Literal["contact", "delay", "suppress", "escalate", "join"]
 TIER_VALUE = {"mass": 0.25, "affluent": 0.5, "premium": 0.75, "private": 1.0}
@@ -45,9 +45,11 @@ class Decision:
         return self.action in ("contact", "delay", "escalate")
 
 
-def triggered(scenarios: Iterable[Scenario], customer: CustomerFacts, event: EventFacts) -> list[Scenario]:
+def triggered(
+    scenarios: Iterable[Scenario], customer: CustomerFacts, event: EventFacts, context: Any = None
+) -> list[Scenario]:
     """Scenarios whose trigger (event type and condition) matches this event."""
-    context = {**customer.as_cel(), "event": event.as_cel(), "reaction": ""}
+    context = context or cel_context({**customer.as_cel(), "event": event.as_cel(), "reaction": ""})
     return [
         s
         for s in scenarios
@@ -93,9 +95,13 @@ def score(
 
 
 def _judge(
-    scenario: Scenario, customer: CustomerFacts, event: EventFacts, policy: Policy, now: dt.datetime
+    scenario: Scenario,
+    customer: CustomerFacts,
+    event: EventFacts,
+    policy: Policy,
+    now: dt.datetime,
+    context: Any,
 ) -> Decision:
-    context = {**customer.as_cel(), "event": event.as_cel(), "reaction": ""}
     channels = permitted_channels(scenario, customer)
     situation = Situation(scenario, customer, event, now, policy, channels[0] if channels else None)
     outcomes: list[RuleOutcome] = []
@@ -145,7 +151,14 @@ def decide(
     now: dt.datetime,
 ) -> list[Decision]:
     """Decisions for every scenario this event triggers, arbitrated against each other."""
-    judged = [_judge(s, customer, event, policy, now) for s in triggered(scenarios, customer, event)]
+    candidates = [s for s in scenarios if s.trigger_event == event.type]
+    if not candidates:
+        return []
+    context = cel_context({**customer.as_cel(), "event": event.as_cel(), "reaction": ""})
+    judged = [
+        _judge(s, customer, event, policy, now, context)
+        for s in triggered(candidates, customer, event, context)
+    ]
     return arbitrate(judged, customer)
 
 

@@ -8,12 +8,14 @@ longer permits (consent withdrawn, blacklisted) is skipped and noted - opt-out i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from omnicrm.domain.scenarios import Route, Scenario, Step
 
+# (channel, step kind, channels already contacted in this run) -> wait until, or None to go now
+Hold = Callable[[str, str, tuple[str, ...]], dt.datetime | None]
 _MAX_STEPS = 50  # a routing table that loops without waiting stops here instead of spinning
 
 
@@ -55,11 +57,13 @@ def run(
     now: dt.datetime,
     context: Mapping[str, Any],
     permitted: Collection[str],
-    hold_sends_until: dt.datetime | None = None,
+    hold: Hold | None = None,
     reaction: str | None = None,
 ) -> Advance:
     """Run from `step_name`. With `reaction` (a string, "" for a timeout) the step must be a wait
-    that is being resumed: its routes choose where to go first."""
+    that is being resumed: its routes choose where to go first. `hold` says until when a send or
+    a task on a channel must wait (quiet hours, frequency caps), given the channels already
+    contacted in this run; the instance then waits on that step and retries it."""
     effects: list[Effect] = []
     trail: list[str] = []
     ctx = {**context, "reaction": reaction or ""}
@@ -80,8 +84,11 @@ def run(
             name = _choose(step.routes, ctx)
             continue
         channel = step.channel or "callcentre"
-        if step.kind == "send" and hold_sends_until is not None and hold_sends_until > now:
-            return Advance(name, "active", hold_sends_until, None, tuple(effects), tuple(trail))
+        if channel in permitted and hold is not None:
+            earlier = tuple(e.channel for e in effects if e.kind != "skipped")
+            until = hold(channel, step.kind, earlier)
+            if until is not None and until > now:
+                return Advance(name, "active", until, None, tuple(effects), tuple(trail))
         if channel not in permitted:
             effects.append(
                 Effect(

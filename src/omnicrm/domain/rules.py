@@ -128,31 +128,55 @@ def reentry(s: Situation) -> RuleOutcome:
     return _pass("reentry", "re-entry allowed")
 
 
-def frequency_cap(s: Situation) -> RuleOutcome:
-    if s.scenario.purpose in s.policy.exempt_from_caps or s.channel is None:
-        return _pass("frequency_cap", "exempt from frequency caps")
-    counted = [(c, at) for c, p, at in s.customer.contacts if p not in s.policy.exempt_from_caps]
+@dataclass(frozen=True, slots=True)
+class CapState:
+    """Where a person stands against the frequency caps for one channel."""
+
+    closed: str | None = None  # a cap of zero: "on sms" / "at all"
+    until: dt.datetime | None = None  # when a slot frees up, if the limit is reached
+
+
+def cap_state(
+    contacts: tuple[tuple[str, str, dt.datetime], ...],
+    policy: Policy,
+    now: dt.datetime,
+    purpose: str,
+    channel: str,
+) -> CapState:
+    """Check the global and per-channel caps against the contacts made (channel, purpose, at)."""
+    if purpose in policy.exempt_from_caps:
+        return CapState()
+    counted = [(c, at) for c, p, at in contacts if p not in policy.exempt_from_caps]
     limits: list[tuple[Cap | None, str | None]] = [
-        (s.policy.caps, None),
-        (s.policy.channel_caps.get(s.channel), s.channel),  # type: ignore[call-overload]
+        (policy.caps, None),
+        (policy.channel_caps.get(channel), channel),  # type: ignore[call-overload]
     ]
     until: dt.datetime | None = None
-    for cap, channel in limits:
+    for cap, only in limits:
         if cap is None:
             continue
         for limit, window in ((cap.per_day, _DAY), (cap.per_week, _WEEK)):
             if limit == 0:  # a cap of zero: this channel (or contact at all) is closed by policy
-                where = f"on {channel}" if channel else "at all"
-                return RuleOutcome("frequency_cap", "suppress", f"the policy allows no contact {where}")
-            times = sorted(
-                at for c, at in counted if (channel is None or c == channel) and s.now - at < window
-            )
+                return CapState(closed=f"on {only}" if only else "at all")
+            times = sorted(at for c, at in counted if (only is None or c == only) and now - at < window)
             if limit is not None and len(times) >= limit:
                 free_at = times[len(times) - limit] + window  # when one slot frees up
                 until = max(until or free_at, free_at)
-    if until is not None:
+    return CapState(until=until)
+
+
+def frequency_cap(s: Situation) -> RuleOutcome:
+    if s.scenario.purpose in s.policy.exempt_from_caps or s.channel is None:
+        return _pass("frequency_cap", "exempt from frequency caps")
+    state = cap_state(s.customer.contacts, s.policy, s.now, s.scenario.purpose, s.channel)
+    if state.closed:
+        return RuleOutcome("frequency_cap", "suppress", f"the policy allows no contact {state.closed}")
+    if state.until is not None:
         return RuleOutcome(
-            "frequency_cap", "delay", f"contact limit reached; next slot {until:%Y-%m-%d %H:%M} UTC", until
+            "frequency_cap",
+            "delay",
+            f"contact limit reached; next slot {state.until:%Y-%m-%d %H:%M} UTC",
+            state.until,
         )
     return _pass("frequency_cap", "within the contact limits")
 
@@ -172,6 +196,29 @@ def quiet_until(
     if resume <= local:
         resume += _DAY
     return resume.astimezone(dt.UTC)
+
+
+def send_hold(
+    customer: CustomerFacts,
+    policy: Policy,
+    now: dt.datetime,
+    purpose: str,
+    channel: str,
+    kind: str,
+    earlier: tuple[str, ...] = (),
+) -> dt.datetime | None:
+    """When a follow-up step (a send, or a call-centre task) may go out, if not now.
+
+    Follow-ups obey the same caps as first contacts (counting `earlier` channels contacted in the
+    same run); sends also wait for the end of quiet hours, and a slot freed by a cap may itself
+    fall in quiet hours, so both are checked again at that moment.
+    """
+    contacts = customer.contacts + tuple((c, purpose, now) for c in earlier)
+    until = cap_state(contacts, policy, now, purpose, channel).until
+    if kind == "send":
+        quiet = quiet_until(customer, policy, until or now, purpose, channel)
+        until = quiet or until
+    return until
 
 
 def quiet_hours(s: Situation) -> RuleOutcome:

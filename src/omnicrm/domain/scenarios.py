@@ -138,11 +138,20 @@ class Condition:
     source: str
     program: Any
 
-    def test(self, context: dict[str, Any]) -> bool:
+    def test(self, context: dict[str, Any] | cel.Context) -> bool:
+        """Evaluate on a dict, or faster on a `cel_context` built once for several conditions."""
         result = self.program.execute(context)
         if not isinstance(result, bool):
             raise ValueError(f"condition {self.source!r} gave {result!r}, not true/false")
         return result
+
+
+def cel_context(variables: dict[str, Any]) -> cel.Context:
+    """Variables converted to CEL once (~30 us); each evaluation on it then costs under a microsecond."""
+    context = cel.Context()
+    for name, value in variables.items():
+        context.add_variable(name, value)
+    return context
 
 
 def compile_condition(source: str | None) -> Condition | None:

@@ -44,9 +44,14 @@ def instance_facts(row: dict[str, Any]) -> InstanceFacts:
 
 
 def load_facts(
-    conn: Connection, customer_ids: Iterable[str], *, now: datetime, policy: Policy
+    conn: Connection,
+    customer_ids: Iterable[str],
+    *,
+    now: datetime,
+    policy: Policy,
+    instance_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, CustomerFacts]:
-    """CustomerFacts for every live customer among `customer_ids`."""
+    """CustomerFacts for every live customer among `customer_ids` (instances may be passed in)."""
     ids = sorted(set(customer_ids))
     people = {r.id: r for r in _rows(conn, customers, customers.c.id, ids)}
     tags: dict[str, set[str]] = defaultdict(set)
@@ -60,28 +65,23 @@ def load_facts(
     held: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in _rows(conn, products, products.c.customer_id, ids):
         held[r.customer_id].append((r.product_class, r.state))
-    horizon = now - _DECLINE_MEMORY
     recent: dict[str, list[EventFacts]] = defaultdict(list)
+    for r in conversations.events_of(conn, ids, now - timedelta(days=policy.interest_window_days)):
+        recent[r["customer_id"]].append(event_facts(r))
     declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    interest_since = now - timedelta(days=policy.interest_window_days)
-    for r in conversations.events_of(conn, ids, horizon):
-        facts = event_facts(r)
-        if r["type"] == "crm.offer.declined":
-            product_class = str(r["attributes"].get("product_class", ""))
-            declines[r["customer_id"]][product_class] = max(
-                facts.occurred_at, declines[r["customer_id"]].get(product_class, facts.occurred_at)
-            )
-        if facts.occurred_at >= interest_since:
-            recent[r["customer_id"]].append(facts)
+    for r in conversations.events_of(conn, ids, now - _DECLINE_MEMORY, types=("crm.offer.declined",)):
+        product_class = str(r["attributes"].get("product_class", ""))
+        held_at = declines[r["customer_id"]].get(product_class, r["occurred_at"])
+        declines[r["customer_id"]][product_class] = max(held_at, r["occurred_at"])
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for r in conversations.recent_contacts(conn, ids, now - timedelta(days=7)):
         contacts[r["customer_id"]].append((r["channel"], r["purpose"], r["created_at"]))
     runs: dict[str, list[InstanceFacts]] = defaultdict(list)
-    for r in conversations.instances_of(conn, ids):
+    for r in conversations.instances_of(conn, ids) if instance_rows is None else instance_rows:
         runs[r["customer_id"]].append(instance_facts(r))
     return {
         cid: _customer(
-            row, tags[cid], ledger[cid], held[cid], declines[cid], recent[cid], contacts[cid], runs[cid]
+            row, tags[cid], ledger[cid], held[cid], declines[cid], recent[cid], contacts[cid], runs[cid], now
         )
         for cid, row in people.items()
         if row.merged_into is None
@@ -97,8 +97,9 @@ def _customer(
     recent: list[EventFacts],
     contacts: list[tuple[str, str, datetime]],
     runs: list[InstanceFacts],
+    now: datetime,
 ) -> CustomerFacts:
-    state = current_consents(ledger, is_client=row.status == "client")
+    state = current_consents(ledger, is_client=row.status == "client", now=now)
     window = (row.contact_window_start, row.contact_window_end)
     return CustomerFacts(
         id=row.id,

@@ -19,9 +19,10 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.decision import Decision, decide
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.router import Advance, Effect, run
-from omnicrm.domain.rules import permitted_channels, quiet_until
+from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
 from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.services.facts import event_facts, load_facts
+from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.store import conversations
 
 
@@ -41,20 +42,44 @@ class Report:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+# Delivery reports say where a message is, not what the client did: they never resume a wait.
+STATUS_REPORTS = frozenset({"delivered"})
+
+
 class _Work:
     """The working set of one batch: facts kept current as events are handled, rows to write."""
 
-    def __init__(
-        self, conn: Connection, library: Library, facts: dict[str, CustomerFacts], now: datetime
-    ) -> None:
-        self.conn, self.library, self.facts, self.now = conn, library, facts, now
-        self.active = {
-            (row["customer_id"], row["scenario_id"]): row
-            for row in conversations.instances_of(conn, facts)
-            if row["status"] == "active"
-        }
+    def __init__(self, conn: Connection, library: Library, customer_ids: set[str], now: datetime) -> None:
+        self.conn, self.library, self.now = conn, library, now
+        rows = conversations.instances_of(conn, customer_ids)
+        self.facts = load_facts(conn, customer_ids, now=now, policy=library.policy, instance_rows=rows)
+        # customer id -> scenario id -> the active instance row (at most one, enforced by an index)
+        self.active: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            if row["status"] == "active":
+                self.active.setdefault(row["customer_id"], {})[row["scenario_id"]] = row
         self.decisions: list[dict[str, Any]] = []
+        self.new: dict[str, dict[str, Any]] = {}  # instances started in this batch (inserted at flush)
+        self.changed: dict[str, dict[str, Any]] = {}  # existing instances whose state moved
+        self.messages: list[dict[str, Any]] = []
+        self.goal_met: set[str] = set()  # instances whose pending messages must be cancelled
         self.report = Report()
+
+    def save(self, row: dict[str, Any], **values: Any) -> None:
+        row.update(values, updated_at=self.now)
+        if row["id"] not in self.new:
+            self.changed[row["id"]] = row
+
+    def flush(self) -> None:
+        """Write everything the batch decided, in a handful of bulk statements."""
+        conversations.insert_instances(self.conn, list(self.new.values()))
+        conversations.save_instances(self.conn, list(self.changed.values()))
+        for message in self.messages:
+            if message["instance_id"] in self.goal_met:
+                message["status"] = "cancelled"
+        conversations.insert_outbox(self.conn, self.messages)
+        conversations.cancel_pending(self.conn, self.goal_met - set(self.new))
+        conversations.insert_decisions(self.conn, self.decisions)
 
     def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
         return {
@@ -64,9 +89,9 @@ class _Work:
 
     # --- goals and reactions ------------------------------------------------------------------
     def goals(self, customer: CustomerFacts, event: EventFacts) -> None:
-        for (cid, scenario_id), row in list(self.active.items()):
+        for scenario_id, row in list(self.active.get(customer.id, {}).items()):
             scenario = self.library.get(scenario_id, row["scenario_version"])
-            if cid != customer.id or scenario is None or scenario.goal_event != event.type:
+            if scenario is None or scenario.goal_event != event.type:
                 continue
             context = {**self.context(customer, event), "reaction": ""}
             if scenario.goal_when is None or scenario.goal_when.test(context):
@@ -75,33 +100,31 @@ class _Work:
     def reaction(self, customer: CustomerFacts, event: EventFacts, sent: dict[str, Any] | None) -> None:
         if sent is None or sent["instance_id"] is None:
             return
-        row = next((r for r in self.active.values() if r["id"] == sent["instance_id"]), None)
+        row = next(
+            (r for r in self.active.get(customer.id, {}).values() if r["id"] == sent["instance_id"]), None
+        )
         scenario = self.library.get(row["scenario_id"], row["scenario_version"]) if row else None
         if row is None or scenario is None or scenario.steps[row["step"]].kind != "wait":
             return  # the conversation moved on: a second, parallel reaction joins it without forking
         reaction = str(event.attributes.get("reaction", ""))
-        conversations.update_instance(self.conn, row["id"], {"last_reaction": reaction[:16]})
+        if reaction in STATUS_REPORTS:
+            return  # the message arrived: the client has not reacted yet, the wait goes on
+        self.save(row, last_reaction=reaction[:16])
         self.advance(customer, scenario, row, cause=event.event_id, reaction=reaction, event=event)
 
     def finish(
         self, customer: CustomerFacts, row: dict[str, Any], outcome: str, *, goal: bool = False
     ) -> None:
-        values = {
-            "status": "completed",
-            "outcome": outcome,
-            "goal_reached": goal,
-            "due_at": None,
-            "ended_at": self.now,
-            "updated_at": self.now,
-        }
-        conversations.update_instance(self.conn, row["id"], values)
-        conversations.cancel_pending(self.conn, row["id"])
-        self.active.pop((row["customer_id"], row["scenario_id"]), None)
+        """End a conversation; only a reached goal withdraws the messages still waiting to go out."""
+        self.save(row, status="completed", outcome=outcome, goal_reached=goal, due_at=None, ended_at=self.now)
+        if goal:
+            self.goal_met.add(row["id"])
+        self.active.get(row["customer_id"], {}).pop(row["scenario_id"], None)
         self._remember(customer, row, status="completed", goal=goal)
         self.report.completed += 1
 
     # --- starting and moving conversations -----------------------------------------------------
-    def start(self, customer: CustomerFacts, decision: Decision, event: EventFacts) -> int | None:
+    def start(self, customer: CustomerFacts, decision: Decision, event: EventFacts) -> str | None:
         scenario = self.library.get(decision.scenario_id, decision.scenario_version)
         if scenario is None:
             return None
@@ -118,8 +141,9 @@ class _Work:
             "started_at": self.now,
             "updated_at": self.now,
         }
-        row["id"] = conversations.insert_instance(self.conn, row)
-        self.active[(customer.id, scenario.id)] = row
+        row["id"] = new_instance_id()
+        self.new[row["id"]] = row
+        self.active.setdefault(customer.id, {})[scenario.id] = row
         self._remember(customer, row, status="active")
         self.report.started += 1
         if decision.action == "escalate":
@@ -134,7 +158,7 @@ class _Work:
             self.finish(customer, row, "handed_to_person")
         elif decision.action == "contact":
             self.advance(customer, scenario, row, cause=event.event_id, event=event)
-        instance_id: int = row["id"]
+        instance_id: str = row["id"]
         return instance_id
 
     def advance(
@@ -148,27 +172,31 @@ class _Work:
         event: EventFacts | None = None,
     ) -> None:
         customer = self.facts[customer.id]
-        first = scenario.steps[row["step"]]
-        hold = quiet_until(customer, self.library.policy, self.now, scenario.purpose, first.channel)
+        policy, purpose, now = self.library.policy, scenario.purpose, self.now
+        permitted = {  # consent and blacklist, minus channels the policy closes (a cap of zero)
+            c
+            for c in permitted_channels(scenario, customer)
+            if not cap_state((), policy, now, purpose, c).closed
+        }
+
+        def hold(channel: str, kind: str, earlier: tuple[str, ...]) -> datetime | None:
+            return send_hold(customer, policy, now, purpose, channel, kind, earlier)
+
         outcome: Advance = run(
             scenario,
             row["step"],
-            now=self.now,
+            now=now,
             context=self.context(customer, event),
-            permitted=set(permitted_channels(scenario, customer)),
-            hold_sends_until=hold,
+            permitted=permitted,
+            hold=hold,
             reaction=reaction,
         )
         self.write_effects(customer, scenario, row, list(outcome.effects), cause=cause)
         if outcome.status == "completed":
-            row["step"] = outcome.step
-            conversations.update_instance(self.conn, row["id"], {"step": outcome.step})
+            self.save(row, step=outcome.step)
             self.finish(customer, row, outcome.outcome or "finished")
             return
-        row.update(step=outcome.step, due_at=outcome.due_at)
-        conversations.update_instance(
-            self.conn, row["id"], {"step": outcome.step, "due_at": outcome.due_at, "updated_at": self.now}
-        )
+        self.save(row, step=outcome.step, due_at=outcome.due_at)
 
     def write_effects(
         self,
@@ -211,7 +239,7 @@ class _Work:
                 self.report.messages += 1
             else:
                 self.report.tasks += 1
-        conversations.insert_outbox(self.conn, rows)
+        self.messages.extend(rows)
         contacts = tuple((r["channel"], r["purpose"], self.now) for r in rows)
         self.facts[customer.id] = dataclasses.replace(
             self.facts[customer.id], contacts=self.facts[customer.id].contacts + contacts
@@ -235,7 +263,7 @@ class _Work:
         )
         self.facts[customer.id] = dataclasses.replace(current, instances=(*others, mine))
 
-    def record(self, decision: Decision, instance_id: int | None) -> None:
+    def record(self, decision: Decision, instance_id: str | None) -> None:
         self.decisions.append(
             {
                 "customer_id": decision.customer_id,
@@ -263,8 +291,7 @@ def process_events(
 ) -> Report:
     """Handle stored timeline events (in arrival order) for goals, reactions and new decisions."""
     rows = list(rows)
-    facts = load_facts(conn, {r["customer_id"] for r in rows}, now=now, policy=library.policy)
-    work = _Work(conn, library, facts, now)
+    work = _Work(conn, library, {r["customer_id"] for r in rows}, now)
     message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == "message.reaction"]
     sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
     scenarios = list(library.current.values())
@@ -285,10 +312,10 @@ def process_events(
             if decision.starts_conversation:
                 instance_id = work.start(work.facts[customer.id], decision, event)
             elif decision.action == "join":
-                joined = work.active.get((customer.id, decision.scenario_id))
+                joined = work.active.get(customer.id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
-    conversations.insert_decisions(conn, work.decisions)
+    work.flush()
     return work.report
 
 
@@ -297,15 +324,15 @@ def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int
     due = conversations.due_instances(conn, now, limit)
     if not due:
         return Report()
-    facts = load_facts(conn, {r["customer_id"] for r in due}, now=now, policy=library.policy)
-    work = _Work(conn, library, facts, now)
+    work = _Work(conn, library, {r["customer_id"] for r in due}, now)
     for row in due:
         scenario = library.get(row["scenario_id"], row["scenario_version"])
         customer = work.facts.get(row["customer_id"])
-        live = work.active.get((row["customer_id"], row["scenario_id"]))
+        live = work.active.get(row["customer_id"], {}).get(row["scenario_id"])
         if scenario is None or customer is None or live is None:
             continue  # a retired version or a merged profile: leave it for an operator to see
         kind = scenario.steps[live["step"]].kind
         cause = f"timer@{live['due_at'].isoformat()}"
         work.advance(customer, scenario, live, cause=cause, reaction="" if kind == "wait" else None)
+    work.flush()
     return work.report

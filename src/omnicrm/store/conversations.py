@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.profiles import chunks
@@ -28,13 +28,24 @@ def decisions_of(conn: Connection, customer_id: str, limit: int) -> list[dict[st
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def insert_instance(conn: Connection, row: dict[str, Any]) -> int:
-    result = conn.execute(insert(instances).values(**row))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+_INSTANCE_COLUMNS = tuple(column.key for column in instances.c)
+_MUTABLE = ("step", "status", "due_at", "last_reaction", "outcome", "goal_reached", "updated_at", "ended_at")
+_SAVE = (
+    update(instances)
+    .where(instances.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _MUTABLE})
+)
 
 
-def update_instance(conn: Connection, instance_id: int, values: dict[str, Any]) -> None:
-    conn.execute(update(instances).where(instances.c.id == instance_id).values(**values))
+def insert_instances(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(instances), [{c: row.get(c) for c in _INSTANCE_COLUMNS} for row in rows])
+
+
+def save_instances(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write the mutable state of many instances in one executemany."""
+    if rows:
+        conn.execute(_SAVE, [{"b_id": r["id"], **{f"b_{n}": r.get(n) for n in _MUTABLE}} for r in rows])
 
 
 def instances_of(conn: Connection, customer_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -63,14 +74,17 @@ def insert_outbox(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(outbox), rows)
 
 
-def cancel_pending(conn: Connection, instance_id: int) -> int:
-    """Pending messages of a finished conversation are never sent."""
-    result = conn.execute(
-        update(outbox)
-        .where(outbox.c.instance_id == instance_id, outbox.c.status == "pending")
-        .values(status="cancelled")
-    )
-    return result.rowcount
+def cancel_pending(conn: Connection, instance_ids: Iterable[str]) -> int:
+    """Pending messages of conversations whose goal was reached are never sent."""
+    cancelled = 0
+    for part in chunks(sorted(set(instance_ids))):
+        result = conn.execute(
+            update(outbox)
+            .where(outbox.c.instance_id.in_(part), outbox.c.status == "pending")
+            .values(status="cancelled")
+        )
+        cancelled += result.rowcount
+    return cancelled
 
 
 def recent_contacts(conn: Connection, customer_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:
@@ -124,7 +138,9 @@ def events_after(conn: Connection, last_pk: int, limit: int, upto: int | None = 
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def events_of(conn: Connection, customer_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:
+def events_of(
+    conn: Connection, customer_ids: Iterable[str], since: datetime, types: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     columns = (
         events.c.customer_id,
@@ -136,6 +152,8 @@ def events_of(conn: Connection, customer_ids: Iterable[str], since: datetime) ->
     )
     for part in chunks(sorted(set(customer_ids))):
         query = select(*columns).where(events.c.customer_id.in_(part), events.c.occurred_at >= since)
+        if wanted := list(types):
+            query = query.where(events.c.type.in_(wanted))
         found.extend(
             dict(r._mapping) for r in conn.execute(query.order_by(events.c.occurred_at, events.c.id))
         )

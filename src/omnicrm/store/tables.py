@@ -242,7 +242,7 @@ decisions = Table(
     Column("total", Float, nullable=False),
     Column("policy_version", Integer, nullable=False),
     Column("arbitration", String(300), nullable=False),
-    Column("instance_id", BigId),
+    Column("instance_id", Id),
     Column("decided_at", UtcDateTime, nullable=False),
 )
 Index("ix_decisions_customer", decisions.c.customer_id, decisions.c.decided_at)
@@ -251,7 +251,7 @@ Index("ix_decisions_customer", decisions.c.customer_id, decisions.c.decided_at)
 instances = Table(
     "scenario_instances",
     metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True),  # a ULID made by the application, so a batch inserts in bulk
     Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
     Column("scenario_id", String(64), nullable=False),
     Column("scenario_version", Integer, nullable=False),
@@ -285,7 +285,7 @@ outbox = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
-    Column("instance_id", BigId, ForeignKey("scenario_instances.id")),
+    Column("instance_id", Id, ForeignKey("scenario_instances.id")),
     Column("kind", String(16), nullable=False),  # message | task
     Column("channel", String(16), nullable=False),
     Column("template", String(64)),
@@ -307,22 +307,80 @@ offsets = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Every published version of every scenario template (a version is immutable once published), so
+# instances started on an old version finish on it even after its file is gone.
+scenario_versions = Table(
+    "scenario_versions",
+    metadata,
+    Column("scenario_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("checksum", String(64), nullable=False),  # sha256 of the canonical spec
+    Column("spec", Json, nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("generation", Integer, nullable=False),  # the library generation that published it
+    Column("published_by", String(64), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+)
+
+# One row per published library: the policy and message templates it runs with, and which
+# scenario versions are current. Every process builds its library from the newest generation.
+library_generations = Table(
+    "library_generations",
+    metadata,
+    Column("generation", Integer, primary_key=True, autoincrement=False),
+    Column("checksum", String(64), nullable=False),
+    Column("policy", Json, nullable=False),
+    Column("messages", Json, nullable=False),
+    Column("current", Json, nullable=False),  # scenario id -> version
+    Column("published_by", String(64), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("note", String(500), nullable=False),
+)
+
+# A campaign: a segment (a CEL condition over the profile) run through one scenario template.
+# draft -> submitted -> approved (by someone else: maker-checker) -> running -> finished.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scenario_id", String(64), nullable=False),
+    Column("segment", String(2000), nullable=False),
+    Column("starts_at", UtcDateTime),  # None: as soon as it is approved and launched
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("submitted_by", String(64)),
+    Column("approved_by", String(64)),
+    Column("dry_run", Json),  # the last dry run: audience size and suppressions by reason
+    Column("audience", Integer),
+    Column("processed", Integer, nullable=False, default=0),
+    Column("error", String(500)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("launched_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+)
+Index("ix_campaigns_status", campaigns.c.status)
+
 __all__ = [
     "api_tokens",
     "audit_head",
     "audit_log",
+    "campaigns",
     "consents",
     "customers",
     "decisions",
     "events",
     "identifiers",
     "instances",
+    "library_generations",
     "merges",
     "metadata",
     "offsets",
     "outbox",
     "products",
     "relationships",
+    "scenario_versions",
     "segments",
     "users",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-25 11:44:21.975686
+Create Date: 2026-11-25 11:53:28.874217
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def upgrade() -> None:
         sa.Column("total", sa.Float(), nullable=False),
         sa.Column("policy_version", sa.Integer(), nullable=False),
         sa.Column("arbitration", sa.String(length=300), nullable=False),
-        sa.Column("instance_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("instance_id", sa.String(length=32), nullable=True),
         sa.Column("decided_at", omnicrm.store.types.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_decisions_customer_id_customers")
@@ -66,9 +66,7 @@ def upgrade() -> None:
 
     op.create_table(
         "scenario_instances",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("customer_id", sa.String(length=32), nullable=False),
         sa.Column("scenario_id", sa.String(length=64), nullable=False),
         sa.Column("scenario_version", sa.Integer(), nullable=False),
@@ -106,7 +104,7 @@ def upgrade() -> None:
         ),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
         sa.Column("customer_id", sa.String(length=32), nullable=False),
-        sa.Column("instance_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("instance_id", sa.String(length=32), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("template", sa.String(length=64), nullable=True),

@@ -1,0 +1,147 @@
+"""`omnicrm bench decide`: decision throughput over the data set, and event-to-decision latency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rich.console import Console
+from sqlalchemy import select
+
+from omnicrm.bench.ingest import _free_port, _settings
+from omnicrm.bench.loadgen import post_json, run_load
+from omnicrm.bootstrap import bootstrap
+from omnicrm.services import auth, decider
+from omnicrm.services.importer import import_customers, import_events
+from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.sim.generate import DatasetSize, generate, write_dataset
+from omnicrm.store.tables import decisions, events
+
+
+def _loaded(work: Path, files: dict[str, Path]) -> Path:
+    """A SQLite database holding the whole data set, not yet decided on."""
+    base = work / "base.db"
+    container = bootstrap(_settings(f"sqlite:///{base}"), migrate=True)
+    import_customers(container.uow, files["customers"], actor="bench")
+    import_events(container.uow, files["events"], container.catalogue, EVENT_KINDS, actor="bench")
+    import_events(container.uow, files["interactions"], container.catalogue, INTERACTION_KINDS, actor="bench")
+    container.close()
+    return base
+
+
+def _throughput(base: Path, work: Path, run: int) -> tuple[int, int, float]:
+    db = work / f"decide{run}.db"
+    shutil.copy(base, db)
+    container = bootstrap(_settings(f"sqlite:///{db}"))
+    started = time.perf_counter()
+    report = decider.drain(container.uow, container.library)
+    seconds = time.perf_counter() - started
+    container.close()
+    return report.events, report.decisions, seconds
+
+
+def _latency(
+    base: Path, work: Path, seconds: float, rate: float, sample: list[dict[str, Any]], console: Console
+) -> None:
+    db = work / "latency.db"
+    shutil.copy(base, db)
+    container = bootstrap(_settings(f"sqlite:///{db}"))
+    decider.drain(container.uow, container.library)  # start from a decided state
+    with container.uow() as uow:
+        now = datetime.now(UTC)
+        auth.create_user(
+            uow.conn, username="bench", role="integration", password=None, branch=None, actor="bench", now=now
+        )
+        token = auth.issue_token(
+            uow.conn, username="bench", name="bench", ttl=timedelta(hours=1), actor="bench", now=now
+        )
+        uow.commit()
+    port = _free_port()
+    env = {**os.environ, "OMNICRM_DATABASE_URL": f"sqlite:///{db}", "OMNICRM_DECIDER_IDLE_MS": "50"}
+    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port), "--workers", "1"], env=env
+    )
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        counter, templates = itertools.count(), itertools.cycle(sample)
+
+        def make() -> bytes:
+            body = {
+                **next(templates),
+                "event_id": f"lat-{next(counter)}",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            }
+            return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
+
+        asyncio.run(run_load("127.0.0.1", port, make, concurrency=16, seconds=seconds, rate=rate))
+        time.sleep(2)  # let the worker finish the last events
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    with container.reader() as conn:
+        query = (
+            select(events.c.received_at, decisions.c.decided_at)
+            .join(decisions, decisions.c.event_id == events.c.event_id)
+            .where(events.c.event_id.like("lat-%"))
+        )
+        delays = sorted((d - r).total_seconds() * 1000 for r, d in conn.execute(query))
+    container.close()
+    if not delays:
+        console.print("latency: no decisions were made for the posted events")
+        return
+    p50, p99 = delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    console.print(
+        f"event -> stored decision in the running service ({rate:,.0f} events/s posted, {len(delays):,} "
+        f"decisions): p50 {p50:.1f} ms, p99 {p99:.1f} ms (received_at -> decided_at)"
+    )
+
+
+def run(
+    *,
+    events: int,
+    customers: int,
+    interactions: int,
+    runs: int,
+    latency_seconds: float,
+    rate: float,
+    console: Console,
+) -> None:
+    """Print decisions/s with every scenario active (median of `runs`) and event-to-decision latency."""
+    dataset = generate(
+        seed=42, size=DatasetSize(customers, events, interactions), start=datetime(2026, 8, 1, tzinfo=UTC)
+    )
+    with tempfile.TemporaryDirectory(prefix="omnicrm-bench-") as tmp:
+        work = Path(tmp)
+        files = write_dataset(dataset, work)
+        base = _loaded(work, files)
+        results = [_throughput(base, work, run) for run in range(runs)]
+        rates = [n / s for n, _, s in results]
+        made = results[0][1]
+        console.print(
+            f"decide: {results[0][0]:,} events (every scenario active) -> {made:,} decisions; median "
+            f"{statistics.median(rates):,.0f} events/s = "
+            f"{statistics.median(d / s for _, d, s in results):,.0f} "
+            f"decisions/s; {statistics.median(s for *_, s in results):.1f} s for all "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in rates)} events/s)"
+        )
+        sample = [e for e in dataset.events if e["type"] in ("application.abandoned", "tariff_page.visited")][
+            :500
+        ]
+        _latency(base, work, latency_seconds, rate, sample, console)
