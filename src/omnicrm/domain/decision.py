@@ -21,6 +21,7 @@ from omnicrm.domain.rules import RULES, RuleOutcome, Situation, permitted_channe
 from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario, cel_context
 
 Action = Literal["contact", "delay", "suppress", "escalate", "join"]
+CAMPAIGN_EVENT = "crm.campaign.targeted"
 TIER_VALUE = {"mass": 0.25, "affluent": 0.5, "premium": 0.75, "private": 1.0}
 
 
@@ -150,15 +151,21 @@ def decide(
     policy: Policy,
     now: dt.datetime,
 ) -> list[Decision]:
-    """Decisions for every scenario this event triggers, arbitrated against each other."""
-    candidates = [s for s in scenarios if s.trigger_event == event.type]
+    """Decisions for every scenario this event triggers, arbitrated against each other.
+
+    A campaign event names its scenario: the campaign is the trigger, so the scenario's own
+    trigger is not tested, but its audience and every hard rule still are."""
+    if event.type == CAMPAIGN_EVENT:
+        wanted = event.attributes.get("scenario_id")
+        candidates = [s for s in scenarios if s.id == wanted]
+    else:
+        candidates = [s for s in scenarios if s.trigger_event == event.type]
     if not candidates:
         return []
     context = cel_context({**customer.as_cel(), "event": event.as_cel(), "reaction": ""})
-    judged = [
-        _judge(s, customer, event, policy, now, context)
-        for s in triggered(candidates, customer, event, context)
-    ]
+    if event.type != CAMPAIGN_EVENT:
+        candidates = triggered(candidates, customer, event, context)
+    judged = [_judge(s, customer, event, policy, now, context) for s in candidates]
     return arbitrate(judged, customer)
 
 

@@ -49,9 +49,17 @@ STATUS_REPORTS = frozenset({"delivered"})
 class _Work:
     """The working set of one batch: facts kept current as events are handled, rows to write."""
 
-    def __init__(self, conn: Connection, library: Library, customer_ids: set[str], now: datetime) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        library: Library,
+        customer_ids: set[str],
+        now: datetime,
+        instances: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """`instances` replaces the stored conversations of these customers (a what-if replay)."""
         self.conn, self.library, self.now = conn, library, now
-        rows = conversations.instances_of(conn, customer_ids)
+        rows = conversations.instances_of(conn, customer_ids) if instances is None else instances
         self.facts = load_facts(conn, customer_ids, now=now, policy=library.policy, instance_rows=rows)
         # customer id -> scenario id -> the active instance row (at most one, enforced by an index)
         self.active: dict[str, dict[str, dict[str, Any]]] = {}
