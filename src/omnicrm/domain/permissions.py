@@ -18,6 +18,11 @@ class Permission(StrEnum):
     READ_AUDIT = "audit:read"
     READ_CATALOGUE = "catalogue:read"
     MANAGE_USERS = "users:manage"
+    READ_SCENARIOS = "scenarios:read"
+    PUBLISH_SCENARIOS = "scenarios:publish"
+    READ_CAMPAIGNS = "campaigns:read"
+    WRITE_CAMPAIGNS = "campaigns:write"
+    APPROVE_CAMPAIGNS = "campaigns:approve"  # never one's own campaign: maker-checker
 
 
 _ALL: Final = frozenset(Permission)
@@ -35,7 +40,17 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
         }
     ),
     "marketer": frozenset(
-        {Permission.READ_PROFILE, Permission.MASS_UPDATE, Permission.READ_TIMELINE, Permission.READ_CATALOGUE}
+        {
+            Permission.READ_PROFILE,
+            Permission.MASS_UPDATE,
+            Permission.READ_TIMELINE,
+            Permission.READ_CATALOGUE,
+            Permission.READ_SCENARIOS,
+            Permission.PUBLISH_SCENARIOS,
+            Permission.READ_CAMPAIGNS,
+            Permission.WRITE_CAMPAIGNS,
+            Permission.APPROVE_CAMPAIGNS,
+        }
     ),
     "compliance": frozenset(
         {
@@ -45,6 +60,9 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.READ_TIMELINE,
             Permission.READ_AUDIT,
             Permission.READ_CATALOGUE,
+            Permission.READ_SCENARIOS,
+            Permission.READ_CAMPAIGNS,
+            Permission.APPROVE_CAMPAIGNS,
         }
     ),
     "auditor": frozenset({Permission.READ_AUDIT, Permission.READ_CATALOGUE}),
