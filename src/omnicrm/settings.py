@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     ingest_linger_ms: float = Field(default=2.0, ge=0, le=1000)
     ingest_max_batch: int = Field(default=1000, ge=1, le=1000)
     max_batch_items: int = Field(default=1000, ge=1, le=1000)
+    publish_on_start: bool = True  # publish changed scenario files when the service starts
     decide_in_process: bool = True  # the API process also runs the decision worker (embedded mode)
     decider_idle_ms: float = Field(default=200.0, ge=1, le=60_000)
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

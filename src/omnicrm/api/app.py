@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from omnicrm import __version__
-from omnicrm.api import admin, conversations, customers, events
+from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.pan_guard import PanGuard
 from omnicrm.api.responses import Problem, problem
@@ -65,7 +65,7 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
 def create_app(container: Container) -> FastAPI:
     """Build the API around an already wired container."""
     decider = DecisionWorker(
-        container.uow, lambda: container.library, idle_s=container.settings.decider_idle_ms / 1000
+        container.uow, container.current_library, idle_s=container.settings.decider_idle_ms / 1000
     )
     writer = GroupCommitWriter(
         container.uow,
@@ -103,8 +103,9 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(PanGuard)
-    for router in (admin.router, customers.router, events.router, conversations.router):
+    for router in (admin.router, customers.router, events.router, conversations.router, scenarios.router):
         app.include_router(router)
+    app.include_router(campaigns.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

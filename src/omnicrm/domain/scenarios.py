@@ -274,6 +274,9 @@ class Library:
 
     versions: dict[tuple[str, int], Scenario]
     policy: Policy
+    # scenario id -> the version new conversations start on; None: the highest version of each.
+    # A template left out is retired: nothing new starts on it, running conversations finish.
+    current_versions: dict[str, int] | None = None
 
     @property
     def policy_version(self) -> int:
@@ -281,6 +284,8 @@ class Library:
 
     @property
     def current(self) -> dict[str, Scenario]:
+        if self.current_versions is not None:
+            return {sid: self.versions[(sid, v)] for sid, v in sorted(self.current_versions.items())}
         latest: dict[str, Scenario] = {}
         for (scenario_id, _), scenario in sorted(self.versions.items()):
             latest[scenario_id] = scenario

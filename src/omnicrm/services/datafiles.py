@@ -133,6 +133,11 @@ def _check_conditions(scenario: Scenario, catalogue: Catalogue) -> list[tuple[tu
 
 def load_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> Scenario:
     """Read, check and compile one scenario template file."""
+    return read_scenario(path, catalogue, messages)[1]
+
+
+def read_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> tuple[ScenarioSpec, Scenario]:
+    """Read, check and compile one scenario template file; the checked spec comes with it."""
     data, tree = load_yaml(path)
     try:
         spec = ScenarioSpec.model_validate(data)
@@ -170,7 +175,7 @@ def load_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> Scena
     )
     if errors:
         raise DataFileError(errors)
-    return scenario
+    return spec, scenario
 
 
 def load_messages(directory: Path) -> dict[str, MessageSpec]:
@@ -220,8 +225,22 @@ def load_messages(directory: Path) -> dict[str, MessageSpec]:
     return messages
 
 
+@dataclass(frozen=True)
+class LibraryFiles:
+    """A scenarios/ directory, checked: the compiled library and the specs it was compiled from."""
+
+    library: Library
+    specs: dict[tuple[str, int], tuple[ScenarioSpec, str]]  # (id, version) -> (spec, file)
+    messages: dict[str, MessageSpec]
+
+
 def load_library(directory: Path, catalogue: Catalogue) -> Library:
     """Policy, messages and every scenario template under `directory`; all errors reported at once."""
+    return read_library(directory, catalogue).library
+
+
+def read_library(directory: Path, catalogue: Catalogue) -> LibraryFiles:
+    """Read and check a whole scenarios/ directory; every error of every file is reported at once."""
     errors: list[FileError] = []
     policy: Policy | None = None
     try:
@@ -234,26 +253,28 @@ def load_library(directory: Path, catalogue: Catalogue) -> Library:
         errors.extend(exc.errors)
         messages = {}
     versions: dict[tuple[str, int], Scenario] = {}
+    specs: dict[tuple[str, int], tuple[ScenarioSpec, str]] = {}
     for path in sorted((directory / "templates").glob("*.yaml")):
         try:
-            scenario = load_scenario(path, catalogue, set(messages))
+            spec, scenario = read_scenario(path, catalogue, set(messages))
         except DataFileError as exc:
             errors.extend(exc.errors)
             continue
         if (scenario.id, scenario.version) in versions:
             errors.append(FileError(str(path), None, "version", f"{scenario.key} is defined twice"))
         for step in scenario.steps.values():
-            spec = messages.get(step.template or "")
-            if step.kind == "send" and spec is not None and spec.channel != step.channel:
+            message = messages.get(step.template or "")
+            if step.kind == "send" and message is not None and message.channel != step.channel:
                 errors.append(
                     FileError(
                         str(path),
                         None,
                         f"steps.{step.name}",
-                        f"template {step.template} is for {spec.channel}, not {step.channel}",
+                        f"template {step.template} is for {message.channel}, not {step.channel}",
                     )
                 )
         versions[(scenario.id, scenario.version)] = scenario
+        specs[(scenario.id, scenario.version)] = (spec, str(path))
     if errors or policy is None:
         raise DataFileError(errors)
-    return Library(versions, policy)
+    return LibraryFiles(Library(versions, policy), specs, messages)

@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
-from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
+from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.services import auth, decider, explaining, importer
 from omnicrm.services import customers as customers_service
@@ -33,30 +33,13 @@ bench_app = typer.Typer(help="Benchmarks that print figures.")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(bench_app, name="bench")
-console = Console()
-err = Console(stderr=True)
-CLI_ACTOR = "cli"
-
-
-def _container(migrate: bool = True) -> Container:
-    try:
-        return bootstrap(migrate=migrate)
-    except DataFileError as exc:
-        err.print(f"[red]configuration refused[/red]\n{exc}")
-        raise typer.Exit(2) from None
-
-
-def _report_error(exc: DomainError) -> None:
-    err.print(f"[red]{exc.title}:[/red] {exc.detail}")
-    for item in getattr(exc, "errors", [])[:50]:
-        where = f"line {item.index}: " if item.index is not None else ""
-        err.print(f"  {where}{item.field}: {item.reason}")
+app.add_typer(scenarios_app, name="scenarios")
 
 
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (SQLite or PostgreSQL, from OMNICRM_DATABASE_URL)."""
-    container = _container(migrate=True)
+    container = open_container(migrate=True)
     console.print(f"schema at revision {migrations.current(container.engine)}")
 
 
@@ -68,8 +51,7 @@ def check_config() -> None:
         catalogue = load_catalogue(settings.catalogue_file)
         library = load_library(settings.scenarios_dir, catalogue)
     except DataFileError as exc:
-        for error in exc.errors:
-            err.print(str(error), markup=False, highlight=False)
+        print_file_errors(exc)
         raise typer.Exit(1) from None
     console.print(
         f"{settings.catalogue_file}: {len(catalogue.types)} event types, version {catalogue.version}: ok"
@@ -88,7 +70,7 @@ def serve(
 ) -> None:
     """Serve the API (OpenAPI docs at /docs)."""
     settings = Settings()
-    _container(migrate=True).close()
+    open_container(migrate=True).close()
     uvicorn.run(
         "omnicrm.api.main:app_factory",
         factory=True,
@@ -119,7 +101,7 @@ def generate_cmd(
 
 
 def _import(kind: str, path: Path) -> None:
-    container = _container()
+    container = open_container()
     total = importer.count_records(path)
     columns = (TextColumn(f"import {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
@@ -134,7 +116,7 @@ def _import(kind: str, path: Path) -> None:
                     container.uow, path, container.catalogue, kinds, actor=CLI_ACTOR, progress=advance
                 )
     except DomainError as exc:
-        _report_error(exc)
+        report_error(exc)
         raise typer.Exit(1) from None
     console.print(
         f"{report.lines} lines: {report.accepted} stored, {report.duplicates} already known, "
@@ -169,7 +151,7 @@ def add_user(
 ) -> None:
     """Create a user."""
     secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
-    container = _container()
+    container = open_container()
     try:
         with container.uow() as uow:
             auth.create_user(
@@ -183,7 +165,7 @@ def add_user(
             )
             uow.commit()
     except DomainError as exc:
-        _report_error(exc)
+        report_error(exc)
         raise typer.Exit(1) from None
     console.print(f"user {username} ({role}) created")
 
@@ -191,7 +173,7 @@ def add_user(
 @users_app.command("token")
 def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
     """Issue an API token for a user and print it (it is shown only once)."""
-    container = _container()
+    container = open_container()
     try:
         with container.uow() as uow:
             token = auth.issue_token(
@@ -204,7 +186,7 @@ def issue_token(username: str, name: str = "cli", days: int | None = None) -> No
             )
             uow.commit()
     except DomainError as exc:
-        _report_error(exc)
+        report_error(exc)
         raise typer.Exit(1) from None
     print(token)
 
@@ -214,7 +196,7 @@ def demo(
     customers: int = 2_000, events: int = 14_000, interactions: int = 3_500, serve_api: bool = True
 ) -> None:
     """Create the database, load a small synthetic data set, print an admin token and serve the API."""
-    container = _container()
+    container = open_container()
     with container.reader() as conn:
         loaded = profiles.count_customers(conn) > 0
         has_admin = accounts.user_by_name(conn, "demo-admin") is not None
@@ -248,7 +230,7 @@ def demo(
 @app.command()
 def decide() -> None:
     """Run the decision worker once: every new event, then every expired timer."""
-    container = _container()
+    container = open_container()
     report = decider.drain(container.uow, container.library)
     console.print(
         f"{report.events} events: {report.decisions} decisions, {report.started} conversations started, "
@@ -260,11 +242,11 @@ def decide() -> None:
 @app.command()
 def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0) -> None:
     """Run the decision worker until interrupted (for deployments where the API does not run it)."""
-    container = _container()
+    container = open_container()
     console.print("decision worker running; Ctrl-C stops it")
     try:
         while True:
-            report = decider.drain(container.uow, container.library)
+            report = decider.drain(container.uow, container.current_library())
             if not report.events and not report.messages and not report.tasks:
                 time.sleep(idle_ms / 1000)
     except KeyboardInterrupt:
@@ -274,7 +256,7 @@ def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is noth
 @app.command()
 def explain(customer: str, limit: int = 10) -> None:
     """Explain the latest decisions about a customer, in words (by id, or identifier kind:value)."""
-    container = _container(migrate=False)
+    container = open_container(migrate=False)
     try:
         with container.reader() as conn:
             customer_id = customer
@@ -283,7 +265,7 @@ def explain(customer: str, limit: int = 10) -> None:
                 customer_id = customers_service.lookup(conn, kind, value)
             result = explaining.decisions(conn, customer_id, limit=limit)
     except DomainError as exc:
-        _report_error(exc)
+        report_error(exc)
         raise typer.Exit(1) from None
     if not result["items"]:
         console.print(f"no decisions about {result['customer_id']} yet")
@@ -347,5 +329,5 @@ def main() -> None:  # pragma: no cover
     try:
         app()
     except InvalidInput as exc:
-        _report_error(exc)
+        report_error(exc)
         raise SystemExit(1) from None

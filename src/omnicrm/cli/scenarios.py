@@ -1,0 +1,76 @@
+"""`omnicrm scenarios …`: publish the scenario files, list what runs, print the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from omnicrm.bootstrap import publish_files
+from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors
+from omnicrm.domain.scenarios import ScenarioSpec
+from omnicrm.services.datafiles import DataFileError
+from omnicrm.store import registry
+
+scenarios_app = typer.Typer(help="Scenario templates: publish new versions, list them, their JSON Schema.")
+
+
+@scenarios_app.command("reload")
+def reload(note: Annotated[str, typer.Option(help="Why (kept with the generation)")] = "") -> None:
+    """Check the scenario files and publish what changed; refused files change nothing (exit 1)."""
+    container = open_container(publish=False)
+    try:
+        report = publish_files(container, actor=CLI_ACTOR, note=note)
+    except DataFileError as exc:
+        print_file_errors(exc)
+        console.print(f"refused: generation {container.generation} keeps running")
+        raise typer.Exit(1) from None
+    if not report.changed:
+        console.print(f"nothing changed: generation {report.generation} keeps running")
+        return
+    console.print(f"published generation {report.generation}")
+    for key in report.added:
+        console.print(f"  new version {key}")
+    for sid in report.retired:
+        console.print(f"  retired {sid} (running conversations finish on their version)")
+    for key, moved in report.migrated.items():
+        console.print(f"  {moved} running conversations migrated to {key}")
+    for key, left in report.not_migrated.items():
+        console.print(f"  {left} running conversations stay on their version: their step is not in {key}")
+
+
+@scenarios_app.command("list")
+def list_scenarios() -> None:
+    """The current version of every scenario and how many conversations run on each version."""
+    container = open_container()
+    library = container.library
+    with container.reader() as conn:
+        running = registry.active_counts(conn)
+    table = Table(title=f"scenario library, generation {container.generation}")
+    for column in ("scenario", "purpose", "current", "running (version: count)"):
+        table.add_column(column)
+    for sid, scenario in library.current.items():
+        counts = ", ".join(f"v{v}: {n}" for (s, v), n in sorted(running.items()) if s == sid) or "-"
+        table.add_row(sid, scenario.purpose, f"v{scenario.version}", counts)
+    console.print(table)
+
+
+@scenarios_app.command("schema")
+def schema(out: Annotated[Path | None, typer.Option(help="Write to this file")] = None) -> None:
+    """The JSON Schema of a scenario template (for editors and reviews)."""
+    text = json.dumps(scenario_schema(), indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+def scenario_schema() -> dict[str, object]:
+    document = ScenarioSpec.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["$id"] = "https://omnicrm.example/schemas/scenario.schema.json"
+    return document
