@@ -83,6 +83,8 @@ def run(
         if step.kind == "branch":
             name = _choose(step.routes, ctx)
             continue
+        if name in trail[:-1]:  # checked at load (a loop needs a wait); never send a step twice in one go
+            return Advance(name, "completed", None, "routing_loop", tuple(effects), tuple(trail))
         channel = step.channel or "callcentre"
         if channel in permitted and hold is not None:
             earlier = tuple(e.channel for e in effects if e.kind != "skipped")

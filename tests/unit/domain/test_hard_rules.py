@@ -388,3 +388,210 @@ def test_rules_run_in_documented_order() -> None:
         "frequency_cap",
         "quiet_hours",
     ]
+
+
+# ---------------------------------------------------------------- cap_state
+
+
+def _commercial(*ago: dt.timedelta, channel: str = "email") -> tuple[tuple[str, str, dt.datetime], ...]:
+    return tuple((channel, "commercial", NOW - a) for a in ago)
+
+
+def _policy(**changes: Any) -> Policy:
+    return Policy.model_validate({**POLICY.model_dump(), **changes})
+
+
+def test_cap_state_within_the_limits_is_free() -> None:
+    state = rules.cap_state(_commercial(dt.timedelta(hours=1)), POLICY, NOW, "commercial", "email")
+    assert state == rules.CapState(closed=None, until=None)
+
+
+def test_cap_state_per_day_global_counts_every_channel() -> None:
+    contacts = (
+        ("email", "commercial", NOW - dt.timedelta(hours=5)),
+        ("sms", "retention", NOW - dt.timedelta(hours=1)),
+    )
+    for channel in ("email", "webpush"):
+        state = rules.cap_state(contacts, POLICY, NOW, "commercial", channel)
+        assert state == rules.CapState(until=NOW + dt.timedelta(hours=19))
+
+
+def test_cap_state_day_window_slides() -> None:
+    exactly_a_day = _commercial(dt.timedelta(hours=24), dt.timedelta(hours=1))
+    assert rules.cap_state(exactly_a_day, POLICY, NOW, "commercial", "email").until is None
+    just_inside = _commercial(dt.timedelta(hours=23, minutes=59), dt.timedelta(hours=1))
+    state = rules.cap_state(just_inside, POLICY, NOW, "commercial", "email")
+    assert state.until == NOW + dt.timedelta(minutes=1)
+
+
+def test_cap_state_per_week_global() -> None:
+    contacts = _commercial(*(dt.timedelta(days=d) for d in (6, 5, 4, 3, 2)))
+    state = rules.cap_state(contacts, POLICY, NOW, "commercial", "email")
+    assert state == rules.CapState(until=NOW + dt.timedelta(days=1))
+
+
+def test_cap_state_over_the_week_limit_waits_for_enough_slots() -> None:
+    # six in the week against a limit of five: the two oldest must age out, so the second oldest decides
+    contacts = _commercial(*(dt.timedelta(days=d) for d in (6, 5, 4, 3, 2, 1.5)))
+    state = rules.cap_state(contacts, POLICY, NOW, "commercial", "email")
+    assert state.until == NOW + dt.timedelta(days=2)
+
+
+def test_cap_state_per_channel_only_counts_that_channel() -> None:
+    contacts = _commercial(dt.timedelta(days=4), dt.timedelta(days=2), channel="sms")
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "sms").until == NOW + dt.timedelta(days=3)
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "email") == rules.CapState()
+
+
+def test_cap_state_takes_the_latest_of_the_caps_reached() -> None:
+    contacts = _commercial(
+        dt.timedelta(days=6), dt.timedelta(hours=1), dt.timedelta(minutes=30), channel="sms"
+    )
+    # global day cap frees at now+23h, the sms week cap (3 of 2) only at now+7d-1h
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "email").until == NOW + dt.timedelta(hours=23)
+    state = rules.cap_state(contacts, POLICY, NOW, "commercial", "sms")
+    assert state.until == NOW + dt.timedelta(days=7, hours=-1)
+
+
+def test_cap_state_ignores_contacts_of_exempt_purposes() -> None:
+    contacts = tuple(("sms", "service", NOW - dt.timedelta(hours=h)) for h in (1, 2, 3, 4, 5, 6))
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "sms") == rules.CapState()
+
+
+def test_cap_state_exempt_purpose_is_never_held_nor_closed() -> None:
+    contacts = _commercial(*(dt.timedelta(hours=h) for h in (1, 2, 3, 4, 5, 6)), channel="sms")
+    assert rules.cap_state(contacts, POLICY, NOW, "service", "sms") == rules.CapState()
+    zero = _policy(caps={"per_day": 0, "per_week": 0}, channel_caps={"sms": {"per_day": 0}})
+    assert rules.cap_state(contacts, zero, NOW, "service", "sms") == rules.CapState()
+
+
+def test_cap_state_follows_the_policys_exempt_list() -> None:
+    policy = _policy(exempt_from_caps=["service", "collections"])
+    contacts = tuple(("email", "collections", NOW - dt.timedelta(hours=h)) for h in (1, 2, 3))
+    assert rules.cap_state(contacts, policy, NOW, "commercial", "email") == rules.CapState()
+    assert (
+        rules.cap_state(
+            _commercial(dt.timedelta(hours=1), dt.timedelta(hours=2)), policy, NOW, "collections", "email"
+        )
+        == rules.CapState()
+    )
+    # with the default list, collections contacts count and collections is capped
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "email").until is not None
+
+
+@pytest.mark.parametrize(
+    "caps", [{"per_day": 0, "per_week": 5}, {"per_day": 2, "per_week": 0}, {"per_day": 0}]
+)
+def test_cap_state_global_cap_of_zero_is_closed_at_all(caps: dict[str, int]) -> None:
+    state = rules.cap_state((), _policy(caps=caps), NOW, "commercial", "email")
+    assert state == rules.CapState(closed="at all", until=None)
+
+
+def test_cap_state_channel_cap_of_zero_closes_that_channel_only() -> None:
+    policy = _policy(channel_caps={"sms": {"per_day": 0}})
+    assert rules.cap_state((), policy, NOW, "commercial", "sms") == rules.CapState(closed="on sms")
+    assert rules.cap_state((), policy, NOW, "commercial", "email") == rules.CapState()
+
+
+def test_frequency_cap_rule_suppresses_a_closed_channel() -> None:
+    policy = _policy(channel_caps={"webpush": {"per_week": 0}})
+    out = rules.frequency_cap(situation(policy=policy, channel="webpush"))
+    assert (out.effect, out.detail) == ("suppress", "the policy allows no contact on webpush")
+
+
+# ---------------------------------------------------------------- send_hold (follow-up sends and tasks)
+
+
+LATE = dt.datetime(2026, 11, 20, 20, 30, tzinfo=UTC)  # 22:30 in Kyiv: quiet time
+MORNING = dt.datetime(2026, 11, 21, 7, 0, tzinfo=UTC)  # 09:00 in Kyiv: quiet time ends
+
+
+def test_send_hold_within_the_limits_in_the_day_goes_now() -> None:
+    cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send") is None
+
+
+def test_send_hold_counts_earlier_channels_as_contacts_now() -> None:
+    cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ()) is None
+    until = rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("webpush",))
+    assert until == NOW + dt.timedelta(hours=22)  # the older contact ages out; 12:00 Kyiv
+
+
+def test_send_hold_earlier_channels_alone_can_reach_the_cap() -> None:
+    until = rules.send_hold(customer(), POLICY, NOW, "commercial", "sms", "send", ("webpush", "email"))
+    assert until == NOW + dt.timedelta(days=1)
+
+
+def test_send_hold_earlier_channels_count_against_their_channel_cap() -> None:
+    cust = customer(contacts=_commercial(dt.timedelta(days=3), channel="sms"))
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "sms", "send") is None
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "sms", "send", ("sms",)) == NOW + dt.timedelta(
+        days=4
+    )
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("sms",)) is None
+
+
+def test_send_hold_caps_tasks_too() -> None:
+    cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
+    until = rules.send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate", ("email",))
+    assert until == NOW + dt.timedelta(hours=22)
+
+
+def test_send_hold_exempt_purpose_ignores_caps_and_earlier() -> None:
+    cust = customer(contacts=_commercial(dt.timedelta(hours=1), dt.timedelta(hours=2)))
+    assert rules.send_hold(cust, POLICY, NOW, "service", "sms", "send", ("email", "webpush", "inapp")) is None
+
+
+def test_send_hold_quiet_hours_hold_sends_but_not_tasks() -> None:
+    assert rules.send_hold(customer(), POLICY, LATE, "commercial", "email", "send") == MORNING
+    assert rules.send_hold(customer(), POLICY, LATE, "commercial", "callcentre", "escalate") is None
+
+
+def test_send_hold_quiet_hours_hold_service_sms_but_not_silent_channels() -> None:
+    assert rules.send_hold(customer(), POLICY, LATE, "service", "sms", "send") == MORNING
+    assert rules.send_hold(customer(), POLICY, LATE, "service", "email", "send") is None
+    assert rules.send_hold(customer(), POLICY, LATE, "service", "inapp", "send") is None
+
+
+def test_send_hold_a_slot_freed_in_quiet_hours_waits_for_their_end() -> None:
+    contacts = (
+        ("email", "commercial", dt.datetime(2026, 11, 19, 22, 0, tzinfo=UTC)),
+        ("email", "commercial", dt.datetime(2026, 11, 20, 11, 0, tzinfo=UTC)),
+    )
+    cust = customer(contacts=contacts)
+    freed = dt.datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 00:00 in Kyiv: quiet time
+    assert rules.cap_state(contacts, POLICY, NOW, "commercial", "email").until == freed
+    until = rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send")
+    assert until == MORNING
+    assert until is not None
+    assert until.utcoffset() == dt.timedelta(0)
+    # a task only waits for the cap
+    assert rules.send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate") == freed
+
+
+def test_send_hold_quiet_hours_are_checked_in_the_clients_zone_at_the_freed_slot() -> None:
+    contacts = (
+        ("email", "commercial", dt.datetime(2026, 11, 19, 22, 0, tzinfo=UTC)),
+        ("email", "commercial", dt.datetime(2026, 11, 20, 11, 0, tzinfo=UTC)),
+    )
+    london = customer(contacts=contacts, timezone="Europe/London")  # the slot frees at 22:00 London
+    until = rules.send_hold(london, POLICY, NOW, "commercial", "email", "send")
+    assert until == dt.datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+def test_send_hold_a_slot_freed_after_quiet_hours_is_not_moved_back() -> None:
+    contacts = (
+        ("email", "commercial", dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)),
+        ("email", "commercial", dt.datetime(2026, 11, 20, 20, 0, tzinfo=UTC)),
+    )
+    until = rules.send_hold(customer(contacts=contacts), POLICY, LATE, "commercial", "email", "send")
+    assert until == dt.datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # 12:00 Kyiv, not 09:00
+
+
+def test_send_hold_a_slot_freed_exactly_when_quiet_hours_end_is_kept() -> None:
+    contacts = (
+        ("email", "commercial", dt.datetime(2026, 11, 20, 7, 0, tzinfo=UTC)),
+        ("email", "commercial", dt.datetime(2026, 11, 20, 11, 0, tzinfo=UTC)),
+    )
+    assert rules.send_hold(customer(contacts=contacts), POLICY, NOW, "commercial", "email", "send") == MORNING
