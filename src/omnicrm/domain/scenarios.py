@@ -128,7 +128,31 @@ class ScenarioSpec(_Strict):
                     raise ValueError(f"step {name!r} goes to undefined step {target!r}")
         if not any(s.end is not None for s in self.steps.values()):
             raise ValueError("a scenario needs at least one end step")
+        if loop := self._loop_without_wait():
+            raise ValueError(f"steps {' -> '.join(loop)} loop without a wait: the client would be flooded")
         return self
+
+    def _loop_without_wait(self) -> list[str] | None:
+        """A cycle through send, branch and escalate steps only (a wait in between makes it a reminder)."""
+        moving = {
+            name: [t for t in (step.next, *(r.goto for r in step.routes)) if t is not None]
+            for name, step in self.steps.items()
+            if step.wait is None and step.end is None
+        }
+        done: set[str] = set()
+
+        def visit(name: str, path: list[str]) -> list[str] | None:
+            if name in path:
+                return [*path[path.index(name) :], name]
+            if name in done or name not in moving:
+                return None
+            for target in moving[name]:
+                if found := visit(target, [*path, name]):
+                    return found
+            done.add(name)
+            return None
+
+        return next((loop for name in moving if (loop := visit(name, []))), None)
 
 
 @dataclass(frozen=True, slots=True)
