@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
+from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.services import auth, decider, explaining, importer
@@ -34,6 +35,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenarios_app, name="scenarios")
+app.command("replay")(replay_command)
 
 
 @app.command()

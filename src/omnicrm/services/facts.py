@@ -50,8 +50,10 @@ def load_facts(
     now: datetime,
     policy: Policy,
     instance_rows: list[dict[str, Any]] | None = None,
+    until: datetime | None = None,
 ) -> dict[str, CustomerFacts]:
-    """CustomerFacts for every live customer among `customer_ids` (instances may be passed in)."""
+    """CustomerFacts for every live customer among `customer_ids` (instances may be passed in;
+    `until` leaves out events and contacts after it, for a replay on a simulated clock)."""
     ids = sorted(set(customer_ids))
     people = {r.id: r for r in _rows(conn, customers, customers.c.id, ids)}
     tags: dict[str, set[str]] = defaultdict(set)
@@ -66,15 +68,19 @@ def load_facts(
     for r in _rows(conn, products, products.c.customer_id, ids):
         held[r.customer_id].append((r.product_class, r.state))
     recent: dict[str, list[EventFacts]] = defaultdict(list)
-    for r in conversations.events_of(conn, ids, now - timedelta(days=policy.interest_window_days)):
+    for r in conversations.events_of(
+        conn, ids, now - timedelta(days=policy.interest_window_days), until=until
+    ):
         recent[r["customer_id"]].append(event_facts(r))
     declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for r in conversations.events_of(conn, ids, now - _DECLINE_MEMORY, types=("crm.offer.declined",)):
+    for r in conversations.events_of(
+        conn, ids, now - _DECLINE_MEMORY, types=("crm.offer.declined",), until=until
+    ):
         product_class = str(r["attributes"].get("product_class", ""))
         held_at = declines[r["customer_id"]].get(product_class, r["occurred_at"])
         declines[r["customer_id"]][product_class] = max(held_at, r["occurred_at"])
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
-    for r in conversations.recent_contacts(conn, ids, now - timedelta(days=7)):
+    for r in conversations.recent_contacts(conn, ids, now - timedelta(days=7), until=until):
         contacts[r["customer_id"]].append((r["channel"], r["purpose"], r["created_at"]))
     runs: dict[str, list[InstanceFacts]] = defaultdict(list)
     for r in conversations.instances_of(conn, ids) if instance_rows is None else instance_rows:

@@ -56,11 +56,15 @@ class _Work:
         customer_ids: set[str],
         now: datetime,
         instances: list[dict[str, Any]] | None = None,
+        until: datetime | None = None,
     ) -> None:
-        """`instances` replaces the stored conversations of these customers (a what-if replay)."""
+        """`instances` replaces the stored conversations of these customers and `until` hides events
+        and contacts after it (a what-if replay on a simulated clock)."""
         self.conn, self.library, self.now = conn, library, now
         rows = conversations.instances_of(conn, customer_ids) if instances is None else instances
-        self.facts = load_facts(conn, customer_ids, now=now, policy=library.policy, instance_rows=rows)
+        self.facts = load_facts(
+            conn, customer_ids, now=now, policy=library.policy, instance_rows=rows, until=until
+        )
         # customer id -> scenario id -> the active instance row (at most one, enforced by an index)
         self.active: dict[str, dict[str, dict[str, Any]]] = {}
         for row in rows:
@@ -145,9 +149,12 @@ class _Work:
             "step": scenario.start,
             "due_at": decision.due_at if decision.action == "delay" else None,
             "trigger_event_id": event.event_id,
+            "last_reaction": None,
+            "outcome": None,
             "goal_reached": False,
             "started_at": self.now,
             "updated_at": self.now,
+            "ended_at": None,
         }
         row["id"] = new_instance_id()
         self.new[row["id"]] = row
@@ -302,6 +309,16 @@ def process_events(
     work = _Work(conn, library, {r["customer_id"] for r in rows}, now)
     message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == "message.reaction"]
     sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
+    handle_events(work, rows, sent)
+    work.flush()
+    return work.report
+
+
+def handle_events(
+    work: _Work, rows: list[dict[str, Any]], sent: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """The decisions, goals and reactions of these events, kept in `work` (nothing written)."""
+    library, now, sent = work.library, work.now, sent or {}
     scenarios = list(library.current.values())
     for row in rows:
         if row["customer_id"] not in work.facts:
@@ -323,8 +340,6 @@ def process_events(
                 joined = work.active.get(customer.id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
-    work.flush()
-    return work.report
 
 
 def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:
@@ -333,8 +348,15 @@ def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int
     if not due:
         return Report()
     work = _Work(conn, library, {r["customer_id"] for r in due}, now)
+    handle_due(work, due)
+    work.flush()
+    return work.report
+
+
+def handle_due(work: _Work, due: list[dict[str, Any]]) -> None:
+    """Advance these expired conversations in `work` (nothing written)."""
     for row in due:
-        scenario = library.get(row["scenario_id"], row["scenario_version"])
+        scenario = work.library.get(row["scenario_id"], row["scenario_version"])
         customer = work.facts.get(row["customer_id"])
         live = work.active.get(row["customer_id"], {}).get(row["scenario_id"])
         if scenario is None or customer is None or live is None:
@@ -342,5 +364,6 @@ def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int
         kind = scenario.steps[live["step"]].kind
         cause = f"timer@{live['due_at'].isoformat()}"
         work.advance(customer, scenario, live, cause=cause, reaction="" if kind == "wait" else None)
-    work.flush()
-    return work.report
+
+
+Batch = _Work  # the working set of one batch, for callers that run the engine without writing (replay)

@@ -87,9 +87,13 @@ def cancel_pending(conn: Connection, instance_ids: Iterable[str]) -> int:
     return cancelled
 
 
-def recent_contacts(conn: Connection, customer_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:
+def recent_contacts(
+    conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
+) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     query = select(outbox.c.customer_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at)
+    if until is not None:
+        query = query.where(outbox.c.created_at <= until)
     for part in chunks(sorted(set(customer_ids))):
         rows = conn.execute(
             query.where(
@@ -139,7 +143,11 @@ def events_after(conn: Connection, last_pk: int, limit: int, upto: int | None = 
 
 
 def events_of(
-    conn: Connection, customer_ids: Iterable[str], since: datetime, types: Iterable[str] = ()
+    conn: Connection,
+    customer_ids: Iterable[str],
+    since: datetime,
+    types: Iterable[str] = (),
+    until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     columns = (
@@ -154,6 +162,8 @@ def events_of(
         query = select(*columns).where(events.c.customer_id.in_(part), events.c.occurred_at >= since)
         if wanted := list(types):
             query = query.where(events.c.type.in_(wanted))
+        if until is not None:
+            query = query.where(events.c.occurred_at <= until)
         found.extend(
             dict(r._mapping) for r in conn.execute(query.order_by(events.c.occurred_at, events.c.id))
         )

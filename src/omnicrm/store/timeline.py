@@ -165,3 +165,33 @@ def adjust_complaints(conn: Connection, deltas: dict[str, int], now: datetime) -
                 .where(customers.c.id == customer_id, customers.c.open_complaints < 0)
                 .values(open_complaints=0)
             )
+
+
+def events_between(
+    conn: Connection,
+    types: Iterable[str],
+    start: datetime,
+    end: datetime,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Events of these types with start <= occurred_at < end, in time order, one keyset page at a time
+    (`after` = the (occurred_at, id) of the last row of the previous page)."""
+    query = select(events).where(
+        events.c.type.in_(sorted(set(types))), events.c.occurred_at >= start, events.c.occurred_at < end
+    )
+    if after is not None:
+        moment, pk = after
+        query = query.where(
+            or_(events.c.occurred_at > moment, and_(events.c.occurred_at == moment, events.c.id > pk))
+        )
+    query = query.order_by(events.c.occurred_at, events.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_between(conn: Connection, types: Iterable[str], start: datetime, end: datetime) -> int:
+    query = select(func.count()).where(
+        events.c.type.in_(sorted(set(types))), events.c.occurred_at >= start, events.c.occurred_at < end
+    )
+    return int(conn.execute(query).scalar_one())
