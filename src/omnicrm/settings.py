@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     publish_on_start: bool = True  # publish changed scenario files when the service starts
     decide_in_process: bool = True  # the API process also runs the decision worker (embedded mode)
     decider_idle_ms: float = Field(default=200.0, ge=1, le=60_000)
+    campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
     @model_validator(mode="after")

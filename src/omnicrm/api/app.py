@@ -26,6 +26,7 @@ from omnicrm.domain.errors import (
     NotFound,
     Unauthenticated,
 )
+from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
 
@@ -67,6 +68,13 @@ def create_app(container: Container) -> FastAPI:
     decider = DecisionWorker(
         container.uow, container.current_library, idle_s=container.settings.decider_idle_ms / 1000
     )
+    scheduler = CampaignScheduler(
+        container.uow,
+        container.current_library,
+        container.catalogue,
+        interval_s=container.settings.campaign_poll_s,
+        after_batch=decider.nudge,
+    )
     writer = GroupCommitWriter(
         container.uow,
         linger_s=container.settings.ingest_linger_ms / 1000,
@@ -84,16 +92,19 @@ def create_app(container: Container) -> FastAPI:
         writer.start()
         if container.settings.decide_in_process:
             decider.start()
+            scheduler.start()
         try:
             yield
         finally:
             writer.stop()
+            scheduler.stop()
             decider.stop()
 
     app = FastAPI(
         title="omnicrm",
         version=__version__,
-        description="Unified client profile, event intake and CRM timeline for a bank's communications.",
+        description="Unified client profile, event intake, CRM timeline, explainable decisions, scenario "
+        "conversations and campaigns for a bank's communications.",
         lifespan=lifespan,
     )
     app.state.container = container

@@ -12,6 +12,7 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.campaigns import Status
 from omnicrm.domain.permissions import Permission
+from omnicrm.services import campaign_launch as launching
 from omnicrm.services import campaigns
 from omnicrm.services.auth import Principal
 from omnicrm.services.campaigns import CampaignIn
@@ -116,7 +117,7 @@ def dry_run_campaign(campaign_id: str, container: ContainerDep, who: Reader) -> 
 )
 def launch_campaign(campaign_id: str, request: Request, container: ContainerDep, who: Writer) -> FastJSON:
     with container.uow() as uow:
-        row = campaigns.begin_launch(
+        row = launching.begin_launch(
             uow.conn,
             campaign_id,
             library=container.current_library(),
@@ -125,7 +126,7 @@ def launch_campaign(campaign_id: str, request: Request, container: ContainerDep,
             now=_now(),
         )
         uow.commit()
-    campaigns.launch_in_background(
+    launching.launch_in_background(
         container.uow,
         campaign_id,
         library=container.current_library(),

@@ -20,6 +20,7 @@ from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.services import auth, decider, explaining, importer
 from omnicrm.services import customers as customers_service
+from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
@@ -245,7 +246,14 @@ def decide() -> None:
 def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0) -> None:
     """Run the decision worker until interrupted (for deployments where the API does not run it)."""
     container = open_container()
-    console.print("decision worker running; Ctrl-C stops it")
+    scheduler = CampaignScheduler(
+        container.uow,
+        container.current_library,
+        container.catalogue,
+        interval_s=container.settings.campaign_poll_s,
+    )
+    scheduler.start()
+    console.print("decision worker and campaign scheduler running; Ctrl-C stops them")
     try:
         while True:
             report = decider.drain(container.uow, container.current_library())
@@ -253,6 +261,8 @@ def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is noth
                 time.sleep(idle_ms / 1000)
     except KeyboardInterrupt:
         console.print("stopped")
+    finally:
+        scheduler.stop()
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Campaigns: create, maker-checker approval, dry run, and a launch that runs beside the API.
+"""Campaigns: create, maker-checker approval and dry run (the launch is in campaign_launch.py).
 
 A launch writes one `crm.campaign.targeted` event per member of the segment through the ordinary
 ingest path (event id `campaign:{campaign}:{customer}`, so a resumed launch writes nothing twice);
@@ -9,7 +9,6 @@ The dry run asks the same engine what it would do, without writing anything but 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,24 +27,20 @@ from omnicrm.domain.campaigns import (
     compile_segment,
     next_status,
 )
-from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.decision import CAMPAIGN_EVENT, decide
 from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
 from omnicrm.domain.facts import CustomerFacts, EventFacts
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.scenarios import Condition, Library, Scenario
-from omnicrm.services import ingest
 from omnicrm.services.contracts import Strict
 from omnicrm.services.facts import load_facts
 from omnicrm.services.identity import new_customer_id
 from omnicrm.store import audit
 from omnicrm.store import campaigns as store
-from omnicrm.store.profiles import chunks
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 PAGE = 2_000  # customers whose facts are loaded at once
-BATCH = 1_000  # events written per transaction
 STALE = timedelta(minutes=2)  # a running launch untouched this long belongs to a dead process
 Clock = Callable[[], datetime]
 Uow = Callable[[], UnitOfWork]
@@ -63,14 +58,14 @@ class CampaignIn(Strict):
 
 
 # --- reading -------------------------------------------------------------------------------------
-def _row(conn: Connection, campaign_id: str) -> dict[str, Any]:
+def row_of(conn: Connection, campaign_id: str) -> dict[str, Any]:
     row = store.get(conn, campaign_id)
     if row is None:
         raise NotFound(f"campaign {campaign_id} does not exist")
     return row
 
 
-def _state(row: dict[str, Any]) -> CampaignState:
+def state_of(row: dict[str, Any]) -> CampaignState:
     return CampaignState(
         row["id"],
         Status(row["status"]),
@@ -83,7 +78,7 @@ def _state(row: dict[str, Any]) -> CampaignState:
 
 def get(conn: Connection, campaign_id: str) -> dict[str, Any]:
     """The campaign with its history (who created, submitted, approved, rejected, launched it)."""
-    row = _row(conn, campaign_id)
+    row = row_of(conn, campaign_id)
     entries = audit.entries(conn, action=None, target=campaign_id, before_id=None, limit=100)
     row["history"] = [
         {"at": e["at"], "actor": e["actor"], "action": e["action"], "details": e["details"]}
@@ -102,7 +97,7 @@ def list_campaigns(
 
 
 # --- the life cycle ------------------------------------------------------------------------------
-def _scenario(library: Library, scenario_id: str) -> Scenario:
+def scenario_of(library: Library, scenario_id: str) -> Scenario:
     scenario = library.current.get(scenario_id)
     if scenario is None:
         raise Conflict(f"scenario {scenario_id!r} is no longer in the library")
@@ -156,8 +151,8 @@ def _transition(
     values: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    row = _row(conn, campaign_id)
-    target = next_status(action, _state(row), actor=actor, role=role, now=now)
+    row = row_of(conn, campaign_id)
+    target = next_status(action, state_of(row), actor=actor, role=role, now=now)
     changes = {"status": target.value, "updated_at": now, **(values or {})}
     if not store.move(conn, campaign_id, expected=[row["status"]], values=changes):
         raise Conflict(f"campaign {campaign_id} changed meanwhile; read it again")
@@ -222,7 +217,7 @@ def _targeted(campaign_id: str, scenario_id: str, customer_id: str, at: datetime
     return EventFacts(f"campaign:{campaign_id}:{customer_id}", CAMPAIGN_EVENT, at, None, attributes)
 
 
-def _in_segment(segment: Condition, customer: CustomerFacts, event: dict[str, Any]) -> bool | None:
+def in_segment(segment: Condition, customer: CustomerFacts, event: dict[str, Any]) -> bool | None:
     """True or False, or None when the segment cannot run on this profile (counted, never targeted)."""
     try:
         return segment.test({**customer.as_cel(), "event": event, "reaction": ""})
@@ -231,22 +226,20 @@ def _in_segment(segment: Condition, customer: CustomerFacts, event: dict[str, An
 
 
 @contextmanager
-def _reading(uow: Uow) -> Iterator[Connection]:
+def reading(uow: Uow) -> Iterator[Connection]:
     """A read-only connection on the unit of work's engine: on SQLite it takes no write lock, so
     reading 18,000 profiles never holds up the API's writers."""
     with uow().engine.connect() as conn:
         yield conn
 
 
-def _pages(
-    uow: Uow, policy: Policy, now: datetime, beat: Callable[[], bool]
-) -> Iterator[list[CustomerFacts]]:
+def pages(uow: Uow, policy: Policy, now: datetime, beat: Callable[[], bool]) -> Iterator[list[CustomerFacts]]:
     """The facts of every live customer, PAGE at a time, each page read in its own short transaction.
 
     `beat` runs between pages; when it returns False (the campaign was cancelled) the walk stops."""
     after: str | None = None
     while beat():
-        with _reading(uow) as conn:
+        with reading(uow) as conn:
             ids = store.live_customer_ids(conn, after=after, limit=PAGE)
             facts = load_facts(conn, ids, now=now, policy=policy) if ids else {}
         if not ids:
@@ -262,10 +255,10 @@ def dry_run(
     """What a launch now would do: audience, contacts, delays, escalations, suppressions by reason.
 
     Nothing is written but this summary on the campaign."""
-    with _reading(uow) as conn:
-        row = _row(conn, campaign_id)
-    next_status(Action.DRY_RUN, _state(row), actor=actor, role=role, now=now)
-    scenario = _scenario(library, row["scenario_id"])
+    with reading(uow) as conn:
+        row = row_of(conn, campaign_id)
+    next_status(Action.DRY_RUN, state_of(row), actor=actor, role=role, now=now)
+    scenario = scenario_of(library, row["scenario_id"])
     segment = compile_segment(row["segment"])
     summary = _simulate(uow, campaign_id, scenario, segment, library.policy, now)
     with uow() as work:
@@ -284,10 +277,10 @@ def _simulate(
     channels: Counter[str] = Counter()
     population = errors = 0
     event = campaign_event(campaign_id, scenario.id)
-    for page in _pages(uow, policy, now, lambda: True):
+    for page in pages(uow, policy, now, lambda: True):
         for customer in page:
             population += 1
-            member = _in_segment(segment, customer, event)
+            member = in_segment(segment, customer, event)
             errors += member is None
             if not member:
                 continue
@@ -313,189 +306,3 @@ def _simulate(
         "policy_version": policy.version,
         "computed_at": now.isoformat(),
     }
-
-
-# --- launch ------------------------------------------------------------------------------------------
-def begin_launch(
-    conn: Connection, campaign_id: str, *, library: Library, actor: str, role: str, now: datetime
-) -> dict[str, Any]:
-    """Claim the campaign for a launch (approved or failed -> running) in one conditional UPDATE."""
-    row = _row(conn, campaign_id)
-    next_status(Action.LAUNCH, _state(row), actor=actor, role=role, now=now)
-    _scenario(library, row["scenario_id"])
-    if not _claim(conn, row, actor=actor, now=now):
-        raise Conflict(f"campaign {campaign_id} is already being launched")
-    return get(conn, campaign_id)
-
-
-def _claim(conn: Connection, row: dict[str, Any], *, actor: str, now: datetime) -> bool:
-    """The conditional UPDATE to running, audited; False if another launcher got there first."""
-    if not store.claim_launch(conn, row["id"], now=now, stale_before=now - STALE):
-        return False
-    details = {"from": row["status"], "to": Status.RUNNING.value, "resumed": row["status"] != "approved"}
-    audit.append(conn, at=now, actor=actor, action="campaign.launched", target=row["id"], details=details)
-    return True
-
-
-def run_launch(
-    uow: Uow,
-    campaign_id: str,
-    *,
-    library: Library,
-    catalogue: Catalogue,
-    clock: Clock = wall_clock,
-    after_batch: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Write the events of a claimed (running) campaign, then mark it finished; synchronous.
-
-    A failure is recorded on the campaign (status failed, `error`) and logged, not raised."""
-    try:
-        _write_audience(uow, campaign_id, library, catalogue, clock, after_batch)
-    except Exception as exc:
-        log.exception("campaign %s: launch failed", campaign_id)
-        with uow() as work:
-            values = {"status": Status.FAILED.value, "error": f"{type(exc).__name__}: {exc}"[:500]}
-            store.move(work.conn, campaign_id, expected=[Status.RUNNING.value], values=values)
-            work.commit()
-    with _reading(uow) as conn:
-        return get(conn, campaign_id)
-
-
-def _write_audience(
-    uow: Uow,
-    campaign_id: str,
-    library: Library,
-    catalogue: Catalogue,
-    clock: Clock,
-    after_batch: Callable[[], None] | None,
-) -> None:
-    with _reading(uow) as conn:
-        row = _row(conn, campaign_id)
-    scenario = _scenario(library, row["scenario_id"])
-    segment = compile_segment(row["segment"])
-    event = campaign_event(campaign_id, scenario.id)
-
-    def beat(**values: Any) -> bool:  # a heartbeat; False once the campaign is no longer running
-        with uow() as work:
-            alive = store.move(
-                work.conn, campaign_id, expected=["running"], values={"updated_at": clock(), **values}
-            )
-            work.commit()
-        return alive
-
-    members = [
-        c.id
-        for page in _pages(uow, library.policy, clock(), beat)
-        for c in page
-        if _in_segment(segment, c, event)
-    ]
-    if not beat(audience=len(members), processed=0):
-        return
-    written = 0
-    for part in chunks(members, BATCH):
-        at = clock()
-        raw = [_event_body(campaign_id, scenario.id, cid, at) for cid in part]
-        prepared = ingest.prepare(raw, catalogue, ingest.INTERACTION_KINDS)
-        with uow() as work:
-            result = ingest.ingest(work.conn, prepared, actor=f"campaign:{campaign_id}", now=at)
-            values = {"processed": written + len(part), "updated_at": at}
-            if not store.move(work.conn, campaign_id, expected=["running"], values=values):
-                return  # cancelled meanwhile: this batch is rolled back
-            work.commit()
-        written += len(part)
-        log.debug(
-            "campaign %s: %d of %d targeted (%d new)", campaign_id, written, len(members), result.accepted
-        )
-        if after_batch is not None:
-            after_batch()
-    _finish(uow, campaign_id, len(members), clock())
-
-
-def _event_body(campaign_id: str, scenario_id: str, customer_id: str, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": f"campaign:{campaign_id}:{customer_id}",
-        "type": CAMPAIGN_EVENT,
-        "occurred_at": at,
-        "source": "crm",
-        "customer_id": customer_id,
-        "attributes": {"campaign_id": campaign_id, "scenario_id": scenario_id},
-    }
-
-
-def _finish(uow: Uow, campaign_id: str, audience: int, now: datetime) -> None:
-    with uow() as work:
-        values = {"status": Status.FINISHED.value, "finished_at": now, "updated_at": now}
-        if store.move(work.conn, campaign_id, expected=["running"], values=values):
-            details = {"audience": audience}
-            audit.append(
-                work.conn,
-                at=now,
-                actor="system",
-                action="campaign.finished",
-                target=campaign_id,
-                details=details,
-            )
-        work.commit()
-
-
-def launch(
-    uow: Uow,
-    campaign_id: str,
-    *,
-    library: Library,
-    catalogue: Catalogue,
-    actor: str,
-    role: str,
-    clock: Clock = wall_clock,
-) -> dict[str, Any]:
-    """Claim and run a launch in the calling thread (the API runs `run_launch` in a thread instead)."""
-    with uow() as work:
-        begin_launch(work.conn, campaign_id, library=library, actor=actor, role=role, now=clock())
-        work.commit()
-    return run_launch(uow, campaign_id, library=library, catalogue=catalogue, clock=clock)
-
-
-def launch_in_background(
-    uow: Uow,
-    campaign_id: str,
-    *,
-    library: Library,
-    catalogue: Catalogue,
-    after_batch: Callable[[], None] | None = None,
-) -> threading.Thread:
-    """Run an already claimed launch in a daemon thread (a process that dies leaves it to `launch_due`)."""
-    thread = threading.Thread(
-        target=run_launch,
-        args=(uow, campaign_id),
-        kwargs={"library": library, "catalogue": catalogue, "after_batch": after_batch},
-        name=f"campaign-{campaign_id}",
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
-def launch_due(
-    uow: Uow,
-    *,
-    library: Library,
-    catalogue: Catalogue,
-    clock: Clock = wall_clock,
-    after_batch: Callable[[], None] | None = None,
-) -> list[str]:
-    """Launch approved campaigns whose `starts_at` has come, and resume launches a dead process left
-    running; synchronous (for the worker loop). Returns the ids it launched or resumed."""
-    now = clock()
-    with _reading(uow) as conn:
-        due = store.due_for_launch(conn, now=now, stale_before=now - STALE)
-    launched: list[str] = []
-    for campaign_id in due:
-        with uow() as work:
-            if not _claim(work.conn, _row(work.conn, campaign_id), actor="scheduler", now=now):
-                continue
-            work.commit()
-        run_launch(
-            uow, campaign_id, library=library, catalogue=catalogue, clock=clock, after_batch=after_batch
-        )
-        launched.append(campaign_id)
-    return launched

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from omnicrm.bootstrap import Container
 from omnicrm.domain.decision import CAMPAIGN_EVENT
-from omnicrm.services import campaigns
+from omnicrm.services import campaign_launch as launching
 from omnicrm.store.tables import campaigns as campaigns_table
 from omnicrm.store.tables import events
 
@@ -154,13 +154,13 @@ def test_launch_answers_202_at_once_and_the_campaign_finishes_in_the_background(
 ) -> None:
     campaign_id = _approved(client, marketer, headers_for("compliance"))
     # Hold the background launch until the API has answered, so "answered before done" is certain.
-    gate, real = threading.Event(), campaigns.run_launch
+    gate, real = threading.Event(), launching.run_launch
 
     def held(*args: Any, **kwargs: Any) -> Json:
         assert gate.wait(20)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(campaigns, "run_launch", held)
+    monkeypatch.setattr(launching, "run_launch", held)
     started = time.monotonic()
     response = client.post(f"/v1/campaigns/{campaign_id}:launch", headers=marketer)
     assert time.monotonic() - started < 2

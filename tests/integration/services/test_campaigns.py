@@ -5,6 +5,8 @@ the decision worker makes of the launched events."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from sqlalchemy import func, select
 from omnicrm.bootstrap import Container
 from omnicrm.domain.decision import CAMPAIGN_EVENT
 from omnicrm.domain.errors import Conflict, Forbidden, InvalidInput
+from omnicrm.services import campaign_launch as launching
 from omnicrm.services import campaigns, customers, identity, ingest
 from omnicrm.services.campaigns import CampaignIn
 from omnicrm.services.contracts import CustomerIn
@@ -148,7 +151,7 @@ def approved(container: Container, **fields: Any) -> str:
 
 
 def launch(container: Container, campaign_id: str) -> dict[str, Any]:
-    return campaigns.launch(
+    return launching.launch(
         container.uow,
         campaign_id,
         library=container.library,
@@ -267,7 +270,7 @@ def test_a_failed_launch_resumes_without_writing_anything_twice(
     container: Container, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = approved(container)
-    monkeypatch.setattr(campaigns, "BATCH", 4)
+    monkeypatch.setattr(launching, "BATCH", 4)
     batches = itertools.count(1)
 
     def crash_after_the_first_batch() -> None:
@@ -275,11 +278,11 @@ def test_a_failed_launch_resumes_without_writing_anything_twice(
             raise OSError("the disk went away")
 
     with container.uow() as uow:
-        campaigns.begin_launch(
+        launching.begin_launch(
             uow.conn, campaign_id, library=container.library, actor="m", role="admin", now=T0
         )
         uow.commit()
-    failed = campaigns.run_launch(
+    failed = launching.run_launch(
         container.uow,
         campaign_id,
         library=container.library,
@@ -308,19 +311,19 @@ def test_launch_due_starts_scheduled_campaigns_and_takes_over_dead_launches(
     with pytest.raises(Conflict, match="scheduled for"):
         launch(container, later)
     kwargs: dict[str, Any] = {"library": container.library, "catalogue": container.catalogue}
-    assert campaigns.launch_due(container.uow, clock=clock, **kwargs) == [due]
+    assert launching.launch_due(container.uow, clock=clock, **kwargs) == [due]
     assert row(container, due)["status"] == "finished"
     assert {row(container, c)["status"] for c in (later, manual)} == {"approved"}
 
     # A process died while launching `manual`: running, half written, untouched for a while.
     with container.uow() as uow:
-        campaigns.begin_launch(uow.conn, manual, library=container.library, actor="m", role="admin", now=T0)
+        launching.begin_launch(uow.conn, manual, library=container.library, actor="m", role="admin", now=T0)
         uow.commit()
-    assert campaigns.launch_due(container.uow, clock=clock, **kwargs) == []  # alive as far as we know
+    assert launching.launch_due(container.uow, clock=clock, **kwargs) == []  # alive as far as we know
     with pytest.raises(Conflict, match="is running"):
         launch(container, manual)
-    soon = T0 + campaigns.STALE + timedelta(minutes=1)
-    assert sorted(campaigns.launch_due(container.uow, clock=lambda: soon, **kwargs)) == sorted(
+    soon = T0 + launching.STALE + timedelta(minutes=1)
+    assert sorted(launching.launch_due(container.uow, clock=lambda: soon, **kwargs)) == sorted(
         [later, manual]
     )
     assert {row(container, c)["status"] for c in (later, manual)} == {"finished"}
@@ -329,14 +332,14 @@ def test_launch_due_starts_scheduled_campaigns_and_takes_over_dead_launches(
 
 def test_two_launchers_cannot_both_claim_a_campaign(container: Container) -> None:
     campaign_id = approved(container)
-    stale_before = T0 - campaigns.STALE
+    stale_before = T0 - launching.STALE
     with container.uow() as uow:
         first = store.claim_launch(uow.conn, campaign_id, now=T0, stale_before=stale_before)
         second = store.claim_launch(uow.conn, campaign_id, now=T0, stale_before=stale_before)
         uow.commit()
     assert (first, second) == (True, False)
     with container.uow() as uow, pytest.raises(Conflict, match="is running"):
-        campaigns.begin_launch(
+        launching.begin_launch(
             uow.conn, campaign_id, library=container.library, actor="b", role="admin", now=T0
         )
 
@@ -345,7 +348,7 @@ def test_cancelling_a_running_launch_stops_it_after_the_batch(
     container: Container, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = approved(container)
-    monkeypatch.setattr(campaigns, "BATCH", 4)
+    monkeypatch.setattr(launching, "BATCH", 4)
 
     def cancel() -> None:
         with container.uow() as uow:
@@ -353,11 +356,11 @@ def test_cancelling_a_running_launch_stops_it_after_the_batch(
             uow.commit()
 
     with container.uow() as uow:
-        campaigns.begin_launch(
+        launching.begin_launch(
             uow.conn, campaign_id, library=container.library, actor="m", role="admin", now=T0
         )
         uow.commit()
-    stopped = campaigns.run_launch(
+    stopped = launching.run_launch(
         container.uow,
         campaign_id,
         library=container.library,
@@ -377,3 +380,25 @@ def test_a_segment_that_fails_on_one_profile_skips_it_and_counts_it(
     summary = dry_run(container, campaign_id)
     assert summary["segment_errors"] == 10
     assert summary["audience"] == 0
+
+
+def test_the_scheduler_thread_launches_a_due_campaign(container: Container, world: World) -> None:
+    due = approved(container, starts_at=T0)  # in the past by the wall clock the thread uses
+    nudged = threading.Event()
+    scheduler = launching.CampaignScheduler(
+        container.uow,
+        lambda: container.library,
+        container.catalogue,
+        interval_s=0.05,
+        after_batch=nudged.set,
+    )
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while row(container, due)["status"] != "finished" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.stop()
+    assert row(container, due)["status"] == "finished"
+    assert nudged.is_set()
+    assert len(targeted(container)) == len(world.members)
