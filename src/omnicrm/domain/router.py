@@ -1,8 +1,11 @@
 """The scenario router: moves one instance through its routing table. Pure: state in, state out.
 
 From a step it runs every instantaneous step (send, escalate, branch) until it must wait (a `wait`
-step, or a send held back by quiet hours) or the scenario ends. A send on a channel the person no
-longer permits (consent withdrawn, blacklisted) is skipped and noted - opt-out is honoured at once.
+step, or a send held back by quiet hours or caps) or the scenario ends. A send on a channel the
+person does not permit (consent withdrawn, blacklisted) is skipped and noted - opt-out is honoured at
+once - and a wait right after it does not wait for a reaction to a message never sent: the routing
+table moves on at once (e.g. straight to the e-mail when web push is not permitted). When nothing
+the table offers is permitted, the conversation ends as `unreachable`.
 """
 
 from __future__ import annotations
@@ -72,11 +75,16 @@ def run(
     if reaction is not None and step.kind == "wait":
         trail.append(name)
         name = _choose(step.routes, ctx)
+    unsent = False  # a send was skipped since the last wait and nothing went out after it
     for _ in range(_MAX_STEPS):
         step = scenario.steps[name]
         trail.append(name)
         if step.kind == "end":
             return Advance(name, "completed", None, step.outcome, tuple(effects), tuple(trail))
+        if step.kind == "wait" and unsent:
+            # nothing went out to react to: the wait is over at once, as if it had timed out
+            name, unsent = _choose(step.routes, {**ctx, "reaction": ""}), False
+            continue
         if step.kind == "wait":
             assert step.wait is not None
             return Advance(name, "active", now + step.wait, None, tuple(effects), tuple(trail))
@@ -84,14 +92,17 @@ def run(
             name = _choose(step.routes, ctx)
             continue
         if name in trail[:-1]:  # checked at load (a loop needs a wait); never send a step twice in one go
-            return Advance(name, "completed", None, "routing_loop", tuple(effects), tuple(trail))
+            permitted_once = any(e.step == name and e.kind != "skipped" for e in effects)
+            outcome = "routing_loop" if permitted_once else "unreachable"
+            return Advance(name, "completed", None, outcome, tuple(effects), tuple(trail))
         channel = step.channel or "callcentre"
         if channel in permitted and hold is not None:
             earlier = tuple(e.channel for e in effects if e.kind != "skipped")
             until = hold(channel, step.kind, earlier)
             if until is not None and until > now:
                 return Advance(name, "active", until, None, tuple(effects), tuple(trail))
-        if channel not in permitted:
+        unsent = channel not in permitted
+        if unsent:
             effects.append(
                 Effect(
                     "skipped",

@@ -470,3 +470,35 @@ def test_a_long_linear_table_is_not_mistaken_for_a_loop() -> None:
     out = run(make_scenario(steps, "s00"), "s00", now=NOW, context=context(), permitted=ALL)
     assert (out.status, out.outcome) == ("completed", "finished")
     assert len(out.effects) == 49
+
+
+# ---------------------------------------------------------------- waits after a skipped send
+
+
+def test_a_wait_after_a_skipped_send_moves_on_at_once() -> None:
+    out = run(
+        make_scenario(CONVERSATION, "push"), "push", now=NOW, context=context(), permitted=ALL - {"webpush"}
+    )
+    # no push went out, so there is nothing to wait two days for: straight to the e-mail reminder
+    assert [(e.kind, e.step) for e in out.effects][:2] == [("skipped", "push"), ("send", "reminder")]
+    assert out.trail[:3] == ("push", "wait", "reminder")
+
+
+def test_a_wait_after_a_send_that_went_out_still_waits() -> None:
+    out = run(make_scenario(CONVERSATION, "push"), "push", now=NOW, context=context(), permitted=ALL)
+    assert (out.step, out.status, out.due_at) == ("wait", "active", NOW + dt.timedelta(days=2))
+    assert [e.kind for e in out.effects] == ["send"]
+
+
+def test_a_reminder_loop_with_nothing_permitted_ends_unreachable() -> None:
+    steps: dict[str, Any] = {
+        "ping": {"send": {"channel": "inapp", "template": "ping_msg"}, "next": "wait"},
+        "wait": {
+            "wait": "1d",
+            "routes": [{"when": 'reaction == "clicked"', "goto": "done"}, {"goto": "ping"}],
+        },
+        "done": {"end": "finished"},
+    }
+    out = run(make_scenario(steps, "ping"), "ping", now=NOW, context=context(), permitted=frozenset())
+    assert (out.status, out.outcome) == ("completed", "unreachable")
+    assert [e.kind for e in out.effects] == ["skipped"]
