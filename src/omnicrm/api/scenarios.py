@@ -13,10 +13,11 @@ from omnicrm.api.responses import FastJSON
 from omnicrm.bootstrap import publish_files
 from omnicrm.domain.errors import InvalidInput, ItemError, NotFound
 from omnicrm.domain.permissions import Permission
-from omnicrm.domain.scenarios import ScenarioSpec
+from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.services.auth import Principal
 from omnicrm.services.contracts import Strict
 from omnicrm.services.datafiles import DataFileError
+from omnicrm.services.registry import scenario_schema
 from omnicrm.store import registry
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"], default_response_class=FastJSON)
@@ -26,6 +27,16 @@ Publisher = Annotated[Principal, Depends(require(Permission.PUBLISH_SCENARIOS))]
 
 class ReloadIn(Strict):
     note: str = ""
+
+
+def _listed(library: Library, running: dict[tuple[str, int], int]) -> list[tuple[str, Scenario]]:
+    """Current scenarios, then retired ones that still have conversations running."""
+    listed = list(library.current.items())
+    for sid, version in sorted({k for k in running if k[0] not in library.current}):
+        scenario = library.get(sid, version)
+        if scenario is not None and sid not in dict(listed):
+            listed.append((sid, scenario))
+    return listed
 
 
 @router.get("", summary="The current version of every scenario and the conversations running per version")
@@ -42,11 +53,11 @@ def list_scenarios(container: ContainerDep, who: Reader) -> dict[str, Any]:
                 "id": sid,
                 "name": scenario.name,
                 "purpose": scenario.purpose,
-                "current_version": scenario.version,
+                "current_version": scenario.version if sid in library.current else None,  # None: retired
                 "versions": sorted(v for (s, v) in library.versions if s == sid),
                 "running": {str(v): n for (s, v), n in sorted(running.items()) if s == sid},
             }
-            for sid, scenario in library.current.items()
+            for sid, scenario in _listed(library, running)
         ],
         "generations": history,
     }
@@ -54,9 +65,7 @@ def list_scenarios(container: ContainerDep, who: Reader) -> dict[str, Any]:
 
 @router.get("/schema", summary="JSON Schema of a scenario template file")
 def schema(who: Reader) -> dict[str, Any]:
-    document = ScenarioSpec.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return document
+    return scenario_schema()
 
 
 @router.get("/{scenario_id}", summary="Every published version of one scenario, with its template")

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from omnicrm.bootstrap import publish_files
 from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors
-from omnicrm.domain.scenarios import ScenarioSpec
 from omnicrm.services.datafiles import DataFileError
+from omnicrm.services.registry import scenario_schema
 from omnicrm.store import registry
 
 scenarios_app = typer.Typer(help="Scenario templates: publish new versions, list them, their JSON Schema.")
@@ -34,6 +34,8 @@ def reload(note: Annotated[str, typer.Option(help="Why (kept with the generation
     console.print(f"published generation {report.generation}")
     for key in report.added:
         console.print(f"  new version {key}")
+    for key in report.rolled_back:
+        console.print(f"  rolled back to {key} (an older published version is current again)")
     for sid in report.retired:
         console.print(f"  retired {sid} (running conversations finish on their version)")
     for key, moved in report.migrated.items():
@@ -67,10 +69,3 @@ def schema(out: Annotated[Path | None, typer.Option(help="Write to this file")] 
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
-
-
-def scenario_schema() -> dict[str, object]:
-    document = ScenarioSpec.model_json_schema()
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["$id"] = "https://omnicrm.example/schemas/scenario.schema.json"
-    return document

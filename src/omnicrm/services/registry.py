@@ -34,6 +34,7 @@ class PublishReport:
     changed: bool
     added: list[str] = field(default_factory=list)  # "id@version" published now
     retired: list[str] = field(default_factory=list)  # ids no longer started (their runs finish)
+    rolled_back: list[str] = field(default_factory=list)  # "id@version" current again, older than before
     migrated: dict[str, int] = field(default_factory=dict)  # "id@version" -> conversations moved to it
     not_migrated: dict[str, int] = field(default_factory=dict)  # left on the old version (step gone)
 
@@ -43,6 +44,7 @@ class PublishReport:
             "changed": self.changed,
             "added": self.added,
             "retired": self.retired,
+            "rolled_back": self.rolled_back,
             "migrated": self.migrated,
             "not_migrated": self.not_migrated,
         }
@@ -51,6 +53,14 @@ class PublishReport:
 def spec_text(spec: ScenarioSpec) -> str:
     """The spec as JSON text, in file order (the order of steps decides the order of channels)."""
     return orjson.dumps(spec.model_dump(mode="json")).decode()
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The published JSON Schema of a scenario template (scenarios/schema/scenario.schema.json)."""
+    document = ScenarioSpec.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["$id"] = "https://omnicrm.example/schemas/scenario.schema.json"
+    return document
 
 
 def _sha(text: str | bytes) -> str:
@@ -143,6 +153,7 @@ def publish(
     Raises DataFileError, writing nothing, when a published version was edited in place, a new
     version number goes back, a migration names an unknown version, or the policy changed
     without a new version."""
+    store.lock_publishing(conn)
     latest = store.latest_generation(conn)
     published = store.checksums(conn)
     added, errors = _check_versions(files, published)
@@ -158,7 +169,9 @@ def publish(
         return PublishReport(latest["generation"], changed=False)
     generation = (latest["generation"] if latest else 0) + 1
     report = PublishReport(generation, changed=True, added=[f"{s}@{v}" for s, v in added])
-    report.retired = sorted(set(latest["current"]) - set(current)) if latest else []
+    before: dict[str, int] = dict(latest["current"]) if latest else {}
+    report.retired = sorted(set(before) - set(current))
+    report.rolled_back = [f"{s}@{v}" for s, v in current.items() if s in before and v < int(before[s])]
     store.insert_versions(
         conn,
         [

@@ -9,6 +9,15 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.store.tables import instances, library_generations, scenario_versions
 
+PUBLISH_LOCK = 4_242_002
+
+
+def lock_publishing(conn: Connection) -> None:
+    """One publication at a time: on PostgreSQL a transaction-scoped advisory lock (SQLite writers
+    already serialise on BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PUBLISH_LOCK})")
+
 
 def has_registry(conn: Connection) -> bool:
     """False on a database whose schema predates the registry (not migrated yet)."""
