@@ -15,7 +15,7 @@ from omnicrm.domain.permissions import Permission
 from omnicrm.services import campaign_launch as launching
 from omnicrm.services import campaigns
 from omnicrm.services.auth import Principal
-from omnicrm.services.campaigns import CampaignIn
+from omnicrm.services.campaigns import CampaignIn, CampaignPatch
 from omnicrm.services.contracts import Strict
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], default_response_class=FastJSON)
@@ -60,6 +60,24 @@ def list_campaigns(
 def get_campaign(campaign_id: str, container: ContainerDep, who: Reader) -> dict[str, Any]:
     with container.reader() as conn:
         return campaigns.get(conn, campaign_id)
+
+
+@router.patch("/{campaign_id}", summary="Change a draft (its dry run is dropped: run a new one)")
+def edit_campaign(
+    campaign_id: str, body: CampaignPatch, container: ContainerDep, who: Writer
+) -> dict[str, Any]:
+    with container.uow() as uow:
+        row = campaigns.edit(
+            uow.conn,
+            campaign_id,
+            body,
+            library=container.current_library(),
+            actor=who.username,
+            role=who.role,
+            now=_now(),
+        )
+        uow.commit()
+    return row
 
 
 @router.post("/{campaign_id}:submit", summary="Ask for approval (draft -> submitted)")

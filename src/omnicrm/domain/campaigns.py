@@ -1,6 +1,6 @@
 """Campaigns: a segment of clients, a scenario to run for them, and a maker-checker life cycle.
 
-draft -> submitted -> approved (by someone else) -> running -> finished; a checker may reject a
+draft (editable) -> submitted -> approved (by someone else) -> running -> finished; a checker may reject a
 submitted or approved campaign back to draft; anything not finished may be cancelled; a launch that
 failed may be launched again (it resumes: every event it writes is idempotent). Pure: the services
 pass the stored state, the caller and the clock in, and get the next status or a clear error back.
@@ -31,6 +31,7 @@ class Status(StrEnum):
 
 
 class Action(StrEnum):
+    EDIT = "edit"
     SUBMIT = "submit"
     APPROVE = "approve"
     REJECT = "reject"
@@ -51,6 +52,7 @@ class Rule:
 S, P = Status, Permission
 _WRITE, _APPROVE = frozenset({P.WRITE_CAMPAIGNS}), frozenset({P.APPROVE_CAMPAIGNS})
 RULES: dict[Action, Rule] = {
+    Action.EDIT: Rule(frozenset({S.DRAFT}), None, _WRITE),
     Action.SUBMIT: Rule(frozenset({S.DRAFT}), S.SUBMITTED, _WRITE),
     Action.APPROVE: Rule(frozenset({S.SUBMITTED}), S.APPROVED, _APPROVE),
     Action.REJECT: Rule(frozenset({S.SUBMITTED, S.APPROVED}), S.DRAFT, _APPROVE),

@@ -57,6 +57,17 @@ class CampaignIn(Strict):
     starts_at: AwareDatetime | None = None
 
 
+class CampaignPatch(Strict):
+    """Changes to a draft; fields left out stay as they are."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)] | None = None
+    scenario_id: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,63}$")] | None = None
+    segment: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] | None
+    ) = None
+    starts_at: AwareDatetime | None = None
+
+
 # --- reading -------------------------------------------------------------------------------------
 def row_of(conn: Connection, campaign_id: str) -> dict[str, Any]:
     row = store.get(conn, campaign_id)
@@ -104,20 +115,26 @@ def scenario_of(library: Library, scenario_id: str) -> Scenario:
     return scenario
 
 
+def _check(library: Library, scenario_id: str | None, segment: str | None) -> None:
+    """An unknown scenario or a segment that does not compile or run is refused (422), all at once."""
+    errors: list[ItemError] = []
+    if scenario_id is not None and scenario_id not in library.current:
+        known = ", ".join(sorted(library.current)[:5])
+        errors.append(ItemError(None, "scenario_id", f"no scenario {scenario_id!r} (e.g. {known})"))
+    if segment is not None:
+        try:
+            compile_segment(segment)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise InvalidInput("the campaign was refused; nothing was written", errors)
+
+
 def create(
     conn: Connection, body: CampaignIn, *, library: Library, actor: str, now: datetime
 ) -> dict[str, Any]:
     """A new draft; an unknown scenario or a segment that does not compile or run is refused (422)."""
-    errors: list[ItemError] = []
-    if body.scenario_id not in library.current:
-        known = ", ".join(sorted(library.current)[:5])
-        errors.append(ItemError(None, "scenario_id", f"no scenario {body.scenario_id!r} (e.g. {known})"))
-    try:
-        compile_segment(body.segment)
-    except InvalidInput as exc:
-        errors.extend(exc.errors)
-    if errors:
-        raise InvalidInput("the campaign was refused; nothing was written", errors)
+    _check(library, body.scenario_id, body.segment)
     campaign_id = new_customer_id()
     store.insert_campaign(
         conn,
@@ -133,6 +150,32 @@ def create(
     )
     details = {**body.model_dump(exclude={"starts_at"}), "starts_at": _iso(body.starts_at)}
     audit.append(conn, at=now, actor=actor, action="campaign.created", target=campaign_id, details=details)
+    return get(conn, campaign_id)
+
+
+def edit(
+    conn: Connection,
+    campaign_id: str,
+    body: CampaignPatch,
+    *,
+    library: Library,
+    actor: str,
+    role: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Change a draft; its dry run is dropped (it no longer describes the campaign), so approval
+    needs a new one."""
+    row = row_of(conn, campaign_id)
+    next_status(Action.EDIT, state_of(row), actor=actor, role=role, now=now)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise InvalidInput("nothing to change", [ItemError(None, "body", "give at least one field")])
+    _check(library, changes.get("scenario_id"), changes.get("segment"))
+    values = {**changes, "dry_run": None, "audience": None, "updated_at": now}
+    if not store.move(conn, campaign_id, expected=[Status.DRAFT.value], values=values):
+        raise Conflict(f"campaign {campaign_id} changed meanwhile; read it again")
+    details = {k: _iso(v) if isinstance(v, datetime) else v for k, v in changes.items()}
+    audit.append(conn, at=now, actor=actor, action="campaign.edit", target=campaign_id, details=details)
     return get(conn, campaign_id)
 
 

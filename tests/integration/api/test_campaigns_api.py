@@ -196,3 +196,50 @@ def test_unknown_campaign_is_404_and_a_cancelled_one_cannot_launch(
     assert "cancelled" in response.json()["detail"]
     with container.reader() as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 0
+
+
+def test_a_draft_can_be_edited_and_loses_its_dry_run(
+    client: TestClient, marketer: Headers, headers_for: Callable[[str], Headers], audience: list[str]
+) -> None:
+    campaign_id = _post(client, "/v1/campaigns", marketer, BODY)["id"]
+    assert _post(client, f"/v1/campaigns/{campaign_id}:dry-run", marketer)["audience"] == 3
+
+    edited = client.patch(
+        f"/v1/campaigns/{campaign_id}", json={"segment": '"autumn" in customer.segments'}, headers=marketer
+    )
+
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["segment"], body["dry_run"], body["name"]) == (
+        '"autumn" in customer.segments',
+        None,
+        BODY["name"],
+    )
+    assert body["history"][-1]["action"] == "campaign.edit"
+    assert _post(client, f"/v1/campaigns/{campaign_id}:dry-run", marketer)["audience"] == 1
+    assert client.patch(f"/v1/campaigns/{campaign_id}", json={}, headers=marketer).status_code == 422
+    operator = headers_for("operator")
+    assert (
+        client.patch(f"/v1/campaigns/{campaign_id}", json={"name": "x y z"}, headers=operator).status_code
+        == 403
+    )
+
+
+def test_a_bad_edit_changes_nothing_and_a_submitted_campaign_is_not_editable(
+    client: TestClient, marketer: Headers
+) -> None:
+    campaign_id = _post(client, "/v1/campaigns", marketer, BODY)["id"]
+
+    bad = client.patch(
+        f"/v1/campaigns/{campaign_id}",
+        json={"segment": "customer.no_such_field == 1", "scenario_id": "no-such-scenario"},
+        headers=marketer,
+    )
+
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"segment", "scenario_id"}
+    assert client.get(f"/v1/campaigns/{campaign_id}", headers=marketer).json()["segment"] == BODY["segment"]
+    _post(client, f"/v1/campaigns/{campaign_id}:submit", marketer)
+    late = client.patch(f"/v1/campaigns/{campaign_id}", json={"name": "Too late"}, headers=marketer)
+    assert late.status_code == 409
+    assert "is submitted" in late.json()["detail"]
