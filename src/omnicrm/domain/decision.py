@@ -9,6 +9,7 @@ decision keeps the rule outcomes, the score terms and the versions it used.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -69,30 +70,27 @@ def score(
     """The light score's terms, each between 0 and 1, already weighted."""
     w = policy.score_weights
     hours = max((now - event.occurred_at).total_seconds() / 3600, 0.0)
-    related = sum(
-        1
-        for e in customer.recent_events
-        if scenario.product_class and e.attributes.get("product_class") == scenario.product_class
+    wanted = scenario.product_class
+    related = (
+        sum(1 for e in customer.recent_events if e.attributes.get("product_class") == wanted) if wanted else 0
     )
     sent, reacted = customer.responses.get(channel or "", (0, 0))
-    local_hour = now.astimezone(ZoneInfo(customer.timezone or "Europe/Kyiv")).time()
+    local_hour = _local_time(now, customer.timezone or "Europe/Kyiv")
     window = customer.contact_window
     in_window = window is None or window[0] <= local_hour < window[1]
-    terms = {
-        "recency": math.exp(-hours / 24),
-        "interest": min(1.0, related / 5),
-        "response": (reacted + 1) / (sent + 2),  # Laplace: no history counts as one half
-        "value": TIER_VALUE.get(customer.value_tier or "", 0.25),
-        "time_of_day": 1.0 if in_window else 0.5,
+    return {
+        "recency": round(math.exp(-hours / 24) * w.recency, 4),
+        "interest": round(min(1.0, related / 5) * w.interest, 4),
+        "response": round((reacted + 1) / (sent + 2) * w.response, 4),  # Laplace: no history = one half
+        "value": round(TIER_VALUE.get(customer.value_tier or "", 0.25) * w.value, 4),
+        "time_of_day": round((1.0 if in_window else 0.5) * w.time_of_day, 4),
     }
-    weights = {
-        "recency": w.recency,
-        "interest": w.interest,
-        "response": w.response,
-        "value": w.value,
-        "time_of_day": w.time_of_day,
-    }
-    return {name: round(value * weights[name], 4) for name, value in terms.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_time(now: dt.datetime, zone: str) -> dt.time:
+    """The wall-clock time in a zone at `now` (one batch decides at one `now` for many people)."""
+    return now.astimezone(ZoneInfo(zone)).time()
 
 
 def _judge(
@@ -171,6 +169,8 @@ def decide(
 
 def arbitrate(decisions: list[Decision], customer: CustomerFacts) -> list[Decision]:
     """Service and retention first; one commercial conversation at a time; conflicting offers yield."""
+    if not any(d.purpose == "commercial" and d.starts_conversation for d in decisions):
+        return list(decisions)  # nothing to arbitrate
     running = [i for i in customer.instances if i.status == "active" and i.purpose == "commercial"]
     ranked = sorted(
         (d for d in decisions if d.starts_conversation),

@@ -7,9 +7,11 @@ event is handled exactly once in effect, even after a crash. Expired timers are 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from omnicrm.domain.scenarios import Library
@@ -19,13 +21,35 @@ from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 CONSUMER = "decider"
+# Events per transaction when catching up. Each batch reads its people's facts once, so bigger
+# batches read less (1,000 -> 2,000 events: -10 % time over the bench data set; 5,000: -12 %), but
+# on SQLite the batch holds the write lock while it is decided (~0.2 s for 2,000 here), which
+# other writers (ingest) wait for. A worker that keeps up sees far smaller batches anyway.
+BATCH = 2000
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while one batch is handled.
+
+    A batch builds a few hundred thousand objects that all live until it ends (rows, facts,
+    decisions); every full pass of the collector walks all of them and everything else alive, which
+    cost a sixth of a large drain. They are freed by reference counting when the batch ends, and
+    the collector resumes then (left as it was found if someone else paused it)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def consume(
-    uow: Callable[[], UnitOfWork], library: Library, *, limit: int = 1000, now: datetime | None = None
+    uow: Callable[[], UnitOfWork], library: Library, *, limit: int = BATCH, now: datetime | None = None
 ) -> Report:
     """Handle up to `limit` new events in one transaction; returns what was done (events=0: idle)."""
-    with uow() as work:
+    with _collector_paused(), uow() as work:
         moment = now or datetime.now(UTC)
         bound = timeline.committed_bound(work.conn)
         last = conversations.read_offset(work.conn, CONSUMER, moment)
@@ -43,13 +67,13 @@ def fire_timers(
     uow: Callable[[], UnitOfWork], library: Library, *, now: datetime | None = None, limit: int = 500
 ) -> Report:
     """Advance the conversations whose timer expired, in one transaction."""
-    with uow() as work:
+    with _collector_paused(), uow() as work:
         report = advance_due(work.conn, library=library, now=now or datetime.now(UTC), limit=limit)
         work.commit()
     return report
 
 
-def drain(uow: Callable[[], UnitOfWork], library: Library, *, limit: int = 1000) -> Report:
+def drain(uow: Callable[[], UnitOfWork], library: Library, *, limit: int = BATCH) -> Report:
     """Consume until no new event is left, then fire due timers; returns the totals."""
     total = Report()
     while True:

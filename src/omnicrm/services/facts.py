@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
@@ -14,17 +16,51 @@ from omnicrm.domain.consent import ConsentEntry, current_consents
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.policy import Policy
 from omnicrm.store import conversations
-from omnicrm.store.profiles import chunks
 from omnicrm.store.tables import consents, customers, products, segments
 
 _DECLINE_MEMORY = timedelta(days=365)
 
 
-def _rows(conn: Connection, table: Any, column: Any, ids: list[str]) -> list[Any]:
-    found: list[Any] = []
-    for part in chunks(ids):
-        found.extend(conn.execute(select(table).where(column.in_(part))))
-    return found
+# Only the columns the engine reads, as plain tuples: no whole rows, no per-row dicts.
+_PERSON = (
+    customers.c.id,
+    customers.c.status,
+    customers.c.value_tier,
+    customers.c.language,
+    customers.c.timezone,
+    customers.c.do_not_contact,
+    customers.c.vulnerable,
+    customers.c.fraud_case_open,
+    customers.c.open_complaints,
+    customers.c.channel_blacklist,
+    customers.c.preferred_channel,
+    customers.c.contact_window_start,
+    customers.c.contact_window_end,
+    customers.c.merged_into,
+)
+_SEGMENTS = (segments.c.customer_id, segments.c.segment)
+_LEDGER = (
+    consents.c.customer_id,
+    consents.c.channel,
+    consents.c.purpose,
+    consents.c.granted,
+    consents.c.legal_basis,
+    consents.c.source,
+    consents.c.effective_at,
+)
+_PRODUCTS = (products.c.customer_id, products.c.product_class, products.c.state)
+
+
+def _tuples(conn: Connection, columns: tuple[Any, ...], key: Any, ids: list[str]) -> list[Any]:
+    if not ids:
+        return []
+    return conversations.fetch(conn, select(*columns).where(conversations.among(conn, key, ids)))
+
+
+def live_customers(conn: Connection, customer_ids: Iterable[str]) -> set[str]:
+    """Those of `customer_ids` that exist and are not merged into another profile."""
+    rows = _tuples(conn, (customers.c.id, customers.c.merged_into), customers.c.id, sorted(set(customer_ids)))
+    return {cid for cid, merged in rows if merged is None}
 
 
 def event_facts(row: dict[str, Any]) -> EventFacts:
@@ -55,49 +91,70 @@ def load_facts(
     """CustomerFacts for every live customer among `customer_ids` (instances may be passed in;
     `until` leaves out events and contacts after it, for a replay on a simulated clock)."""
     ids = sorted(set(customer_ids))
-    people = {r.id: r for r in _rows(conn, customers, customers.c.id, ids)}
+    people = [r for r in _tuples(conn, _PERSON, customers.c.id, ids) if r[-1] is None]  # merged: skip
+    live = [r[0] for r in people]
     tags: dict[str, set[str]] = defaultdict(set)
-    for r in _rows(conn, segments, segments.c.customer_id, ids):
-        tags[r.customer_id].add(r.segment)
-    ledger: dict[str, list[ConsentEntry]] = defaultdict(list)
-    for r in _rows(conn, consents, consents.c.customer_id, ids):
-        ledger[r.customer_id].append(
-            ConsentEntry(r.channel, r.purpose, r.granted, r.legal_basis, r.source, r.effective_at)
-        )
+    for cid, segment in _tuples(conn, _SEGMENTS, segments.c.customer_id, live):
+        tags[cid].add(segment)
+    ledger: dict[str, list[_Entry]] = defaultdict(list)
+    for cid, *entry in _tuples(conn, _LEDGER, consents.c.customer_id, live):
+        ledger[cid].append(tuple(entry))
     held: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for r in _rows(conn, products, products.c.customer_id, ids):
-        held[r.customer_id].append((r.product_class, r.state))
+    for cid, product_class, state in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
+        held[cid].append((product_class, state))
     recent: dict[str, list[EventFacts]] = defaultdict(list)
-    for r in conversations.events_of(
-        conn, ids, now - timedelta(days=policy.interest_window_days), until=until
+    since = now - timedelta(days=policy.interest_window_days)
+    for cid, event_id, kind, at, channel, attributes in conversations.event_tuples(
+        conn, live, since, until=until
     ):
-        recent[r["customer_id"]].append(event_facts(r))
+        recent[cid].append(EventFacts(event_id, kind, at, channel, attributes))
     declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for r in conversations.events_of(
-        conn, ids, now - _DECLINE_MEMORY, types=("crm.offer.declined",), until=until
+    declined = ("crm.offer.declined",)
+    for cid, _, _, at, _, attributes in conversations.event_tuples(
+        conn, live, now - _DECLINE_MEMORY, declined, until=until
     ):
-        product_class = str(r["attributes"].get("product_class", ""))
-        held_at = declines[r["customer_id"]].get(product_class, r["occurred_at"])
-        declines[r["customer_id"]][product_class] = max(held_at, r["occurred_at"])
+        product_class = str(attributes.get("product_class", ""))
+        held_at = declines[cid].get(product_class, at)
+        declines[cid][product_class] = max(held_at, at)
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
-    for r in conversations.recent_contacts(conn, ids, now - timedelta(days=7), until=until):
-        contacts[r["customer_id"]].append((r["channel"], r["purpose"], r["created_at"]))
+    for cid, channel, purpose, at in conversations.contact_tuples(
+        conn, live, now - timedelta(days=7), until=until
+    ):
+        contacts[cid].append((channel, purpose, at))
     runs: dict[str, list[InstanceFacts]] = defaultdict(list)
     for r in conversations.instances_of(conn, ids) if instance_rows is None else instance_rows:
         runs[r["customer_id"]].append(instance_facts(r))
     return {
-        cid: _customer(
-            row, tags[cid], ledger[cid], held[cid], declines[cid], recent[cid], contacts[cid], runs[cid], now
+        row[0]: _customer(
+            row,
+            tags[row[0]],
+            ledger[row[0]],
+            held[row[0]],
+            declines[row[0]],
+            recent[row[0]],
+            contacts[row[0]],
+            runs[row[0]],
+            now,
         )
-        for cid, row in people.items()
-        if row.merged_into is None
+        for row in people
     }
+
+
+_Entry = tuple[str, str, bool, str, str, datetime]  # a consent ledger row, as ConsentEntry takes it
+
+
+@functools.lru_cache(maxsize=65536)
+def _granted(is_client: bool, ledger: tuple[_Entry, ...]) -> Mapping[tuple[str, str], bool]:
+    """Whether each (channel, purpose) is granted, from the ledger entries in force. Folding costs
+    more than the look-up, and the same ledgers come back batch after batch (read-only: shared)."""
+    state = current_consents([ConsentEntry(*entry) for entry in ledger], is_client=is_client)
+    return MappingProxyType({key: s.granted for key, s in state.items()})
 
 
 def _customer(
     row: Any,
     tags: set[str],
-    ledger: list[ConsentEntry],
+    ledger: list[_Entry],
     held: list[tuple[str, str]],
     declines: dict[str, datetime],
     recent: list[EventFacts],
@@ -105,23 +162,24 @@ def _customer(
     runs: list[InstanceFacts],
     now: datetime,
 ) -> CustomerFacts:
-    state = current_consents(ledger, is_client=row.status == "client", now=now)
-    window = (row.contact_window_start, row.contact_window_end)
+    (cid, status, tier, language, zone, dnc, vulnerable, fraud, complaints, blacklist, preferred) = row[:11]
+    window = (row[11], row[12])
+    in_force = tuple(entry for entry in ledger if entry[5] <= now)  # what current_consents(now=) drops
     return CustomerFacts(
-        id=row.id,
-        status=row.status,
-        value_tier=row.value_tier,
-        language=row.language,
-        timezone=row.timezone,
+        id=cid,
+        status=status,
+        value_tier=tier,
+        language=language,
+        timezone=zone,
         segments=frozenset(tags),
-        do_not_contact=row.do_not_contact,
-        vulnerable=row.vulnerable,
-        fraud_case_open=row.fraud_case_open,
-        open_complaints=row.open_complaints,
-        channel_blacklist=frozenset(row.channel_blacklist or ()),
-        consents={key: s.granted for key, s in state.items()},
+        do_not_contact=dnc,
+        vulnerable=vulnerable,
+        fraud_case_open=fraud,
+        open_complaints=complaints,
+        channel_blacklist=frozenset(blacklist or ()),
+        consents=_granted(status == "client", in_force),
         products=tuple(held),
-        preferred_channel=row.preferred_channel,
+        preferred_channel=preferred,
         contact_window=window if None not in window else None,
         declines=declines,
         recent_events=tuple(recent),

@@ -8,20 +8,19 @@ resumes the conversation waiting for it; then the engine decides which scenarios
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.decision import Decision, decide
+from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.router import Advance, Effect, run
 from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
-from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.facts import event_facts, load_facts
+from omnicrm.domain.scenarios import Condition, Library, Scenario
+from omnicrm.services.facts import event_facts, live_customers, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.store import conversations
 
@@ -44,6 +43,88 @@ class Report:
 
 # Delivery reports say where a message is, not what the client did: they never resume a wait.
 STATUS_REPORTS = frozenset({"delivered"})
+REACTION = "message.reaction"
+
+
+def by_trigger(scenarios: Iterable[Scenario]) -> dict[str, list[Scenario]]:
+    """Scenarios by the event type that triggers them, in their order."""
+    found: dict[str, list[Scenario]] = {}
+    for scenario in scenarios:
+        found.setdefault(scenario.trigger_event, []).append(scenario)
+    return found
+
+
+_EVENT_ONLY = frozenset({"event", "reaction"})
+
+
+def _reads_event_only(when: Condition | None) -> bool:
+    return when is not None and set(when.program.variables()) <= _EVENT_ONLY
+
+
+def _may_trigger(
+    candidates: list[tuple[Scenario, Condition | None, bool]], row: dict[str, Any]
+) -> list[Scenario]:
+    """The candidates whose trigger condition may hold for this event: all but those whose condition
+    reads only the event (`only`) and is false on it, whoever sent it. A condition on the customer,
+    or an error, keeps the candidate: the engine then decides (or fails) on the full facts."""
+    context: dict[str, Any] | None = None
+    kept: list[Scenario] = []
+    for scenario, when, only in candidates:
+        if when is not None and only:
+            if context is None:  # what EventFacts.as_cel() gives
+                event = {
+                    "type": row["type"],
+                    "channel": row["channel"] or "",
+                    "attributes": dict(row["attributes"]),
+                }
+                context = {"event": event, "reaction": ""}
+            try:
+                holds = when.test(context)
+            except Exception:  # the engine meets the same error on the full facts, and fails as it did
+                holds = True
+            if not holds:
+                continue
+        kept.append(scenario)
+    return kept
+
+
+def involved(
+    conn: Connection, library: Library, rows: list[dict[str, Any]], sent: dict[str, dict[str, Any]]
+) -> tuple[set[str], list[list[Scenario] | None]]:
+    """The people whose events in this batch may start, end or resume a conversation; only they need
+    facts. Anyone else's events can change nothing but their history (which is stored already):
+    their trigger conditions are false, no running conversation of theirs ends on them, and they
+    answer no message of a conversation. Also, for each event, the scenarios it may trigger
+    (None: a campaign event, which names its scenario)."""
+    triggers = {
+        kind: [(s, s.trigger_when, _reads_event_only(s.trigger_when)) for s in scenarios]
+        for kind, scenarios in by_trigger(library.current.values()).items()
+    }
+    goal_types = {s.goal_event for s in library.versions.values()}
+    found: set[str] = set()
+    goals: dict[str, set[str]] = {}  # customer -> types of their events that end some scenario
+    options: list[list[Scenario] | None] = []
+    for row in rows:
+        customer_id, kind = row["customer_id"], row["type"]
+        candidates = triggers.get(kind)
+        may = _may_trigger(candidates, row) if candidates else []
+        options.append(None if kind == CAMPAIGN_EVENT else may)
+        if customer_id in found:
+            continue
+        if may or kind == CAMPAIGN_EVENT:
+            found.add(customer_id)
+        elif kind == REACTION:
+            message = sent.get(str(row["attributes"].get("message_id")))
+            if message is not None and message["instance_id"] is not None:
+                found.add(customer_id)
+        if kind in goal_types:
+            goals.setdefault(customer_id, set()).add(kind)
+    waiting = set(goals) - found
+    for customer_id, scenario_id, version in conversations.active_of(conn, waiting) if waiting else ():
+        scenario = library.get(scenario_id, version)
+        if scenario is not None and scenario.goal_event in goals[customer_id]:
+            found.add(customer_id)
+    return found, options
 
 
 class _Work:
@@ -90,7 +171,9 @@ class _Work:
             if message["instance_id"] in self.goal_met:
                 message["status"] = "cancelled"
         conversations.insert_outbox(self.conn, self.messages)
-        conversations.cancel_pending(self.conn, self.goal_met - set(self.new))
+        ended = self.goal_met - set(self.new)  # each was saved (finish), so its owner is known
+        owners = {self.changed[i]["customer_id"] for i in ended} if ended <= set(self.changed) else None
+        conversations.cancel_pending(self.conn, ended, owners)
         conversations.insert_decisions(self.conn, self.decisions)
 
     def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
@@ -256,8 +339,8 @@ class _Work:
                 self.report.tasks += 1
         self.messages.extend(rows)
         contacts = tuple((r["channel"], r["purpose"], self.now) for r in rows)
-        self.facts[customer.id] = dataclasses.replace(
-            self.facts[customer.id], contacts=self.facts[customer.id].contacts + contacts
+        self.facts[customer.id] = self.facts[customer.id].evolve(
+            contacts=self.facts[customer.id].contacts + contacts
         )
 
     def _remember(
@@ -276,7 +359,7 @@ class _Work:
             self.now if status != "active" else None,
             goal,
         )
-        self.facts[customer.id] = dataclasses.replace(current, instances=(*others, mine))
+        self.facts[customer.id] = current.evolve(instances=(*others, mine))
 
     def record(self, decision: Decision, instance_id: str | None) -> None:
         self.decisions.append(
@@ -306,38 +389,60 @@ def process_events(
 ) -> Report:
     """Handle stored timeline events (in arrival order) for goals, reactions and new decisions."""
     rows = list(rows)
-    work = _Work(conn, library, {r["customer_id"] for r in rows}, now)
-    message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == "message.reaction"]
+    message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == REACTION]
     sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
-    handle_events(work, rows, sent)
+    needed, options = involved(conn, library, rows, sent)
+    work = _Work(conn, library, needed, now)
+    bystanders = live_customers(conn, {r["customer_id"] for r in rows} - needed)
+    handle_events(work, rows, sent, bystanders=bystanders, options=options)
     work.flush()
     return work.report
 
 
 def handle_events(
-    work: _Work, rows: list[dict[str, Any]], sent: dict[str, dict[str, Any]] | None = None
+    work: _Work,
+    rows: list[dict[str, Any]],
+    sent: dict[str, dict[str, Any]] | None = None,
+    *,
+    bystanders: Collection[str] = (),
+    options: list[list[Scenario] | None] | None = None,
 ) -> None:
-    """The decisions, goals and reactions of these events, kept in `work` (nothing written)."""
+    """The decisions, goals and reactions of these events, kept in `work` (nothing written).
+
+    From involved(): `bystanders` are live people whose facts were not loaded because none of their
+    events here can start, end or resume anything (their events are only counted), and `options`
+    the scenarios each event may trigger (the others' conditions are false on it: decide() would
+    drop them)."""
     library, now, sent = work.library, work.now, sent or {}
+    policy, facts, report = library.policy, work.facts, work.report
     scenarios = list(library.current.values())
-    for row in rows:
-        if row["customer_id"] not in work.facts:
+    triggers = by_trigger(scenarios)
+    for at, row in enumerate(rows):
+        customer_id = row["customer_id"]
+        known = facts.get(customer_id)
+        if known is None:
+            if customer_id in bystanders:
+                report.events += 1
             continue
         event = event_facts(row)
-        customer = work.facts[row["customer_id"]] = dataclasses.replace(
-            work.facts[row["customer_id"]],
-            recent_events=(*work.facts[row["customer_id"]].recent_events, event),
-        )
-        work.report.events += 1
+        customer = facts[customer_id] = known.evolve(recent_events=(*known.recent_events, event))
+        report.events += 1
         work.goals(customer, event)
-        if event.type == "message.reaction":
+        if event.type == REACTION:
             work.reaction(customer, event, sent.get(str(event.attributes.get("message_id"))))
-        for decision in decide(work.facts[customer.id], event, scenarios, library.policy, now):
+        # decide() picks the scenarios an event triggers; handing it only those is the same, faster
+        if event.type == CAMPAIGN_EVENT:
+            candidates: list[Scenario] | None = scenarios
+        else:
+            candidates = triggers.get(event.type) if options is None else options[at]
+        if not candidates:
+            continue
+        for decision in decide(facts[customer_id], event, candidates, policy, now):
             instance_id = None
             if decision.starts_conversation:
-                instance_id = work.start(work.facts[customer.id], decision, event)
+                instance_id = work.start(facts[customer_id], decision, event)
             elif decision.action == "join":
-                joined = work.active.get(customer.id, {}).get(decision.scenario_id)
+                joined = work.active.get(customer_id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
 
