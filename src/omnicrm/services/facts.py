@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
@@ -96,9 +94,11 @@ def load_facts(
     tags: dict[str, set[str]] = defaultdict(set)
     for cid, segment in _tuples(conn, _SEGMENTS, segments.c.customer_id, live):
         tags[cid].add(segment)
-    ledger: dict[str, list[_Entry]] = defaultdict(list)
-    for cid, *entry in _tuples(conn, _LEDGER, consents.c.customer_id, live):
-        ledger[cid].append(tuple(entry))
+    ledger: dict[str, list[ConsentEntry]] = defaultdict(list)
+    for cid, channel, purpose, granted, basis, source, effective in _tuples(
+        conn, _LEDGER, consents.c.customer_id, live
+    ):
+        ledger[cid].append(ConsentEntry(channel, purpose, granted, basis, source, effective))
     held: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for cid, product_class, state in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
         held[cid].append((product_class, state))
@@ -140,21 +140,10 @@ def load_facts(
     }
 
 
-_Entry = tuple[str, str, bool, str, str, datetime]  # a consent ledger row, as ConsentEntry takes it
-
-
-@functools.lru_cache(maxsize=65536)
-def _granted(is_client: bool, ledger: tuple[_Entry, ...]) -> Mapping[tuple[str, str], bool]:
-    """Whether each (channel, purpose) is granted, from the ledger entries in force. Folding costs
-    more than the look-up, and the same ledgers come back batch after batch (read-only: shared)."""
-    state = current_consents([ConsentEntry(*entry) for entry in ledger], is_client=is_client)
-    return MappingProxyType({key: s.granted for key, s in state.items()})
-
-
 def _customer(
     row: Any,
     tags: set[str],
-    ledger: list[_Entry],
+    ledger: list[ConsentEntry],
     held: list[tuple[str, str]],
     declines: dict[str, datetime],
     recent: list[EventFacts],
@@ -164,7 +153,7 @@ def _customer(
 ) -> CustomerFacts:
     (cid, status, tier, language, zone, dnc, vulnerable, fraud, complaints, blacklist, preferred) = row[:11]
     window = (row[11], row[12])
-    in_force = tuple(entry for entry in ledger if entry[5] <= now)  # what current_consents(now=) drops
+    state = current_consents(ledger, is_client=status == "client", now=now)
     return CustomerFacts(
         id=cid,
         status=status,
@@ -177,7 +166,7 @@ def _customer(
         fraud_case_open=fraud,
         open_complaints=complaints,
         channel_blacklist=frozenset(blacklist or ()),
-        consents=_granted(status == "client", in_force),
+        consents={key: s.granted for key, s in state.items()},
         products=tuple(held),
         preferred_channel=preferred,
         contact_window=window if None not in window else None,

@@ -417,6 +417,7 @@ def handle_events(
     policy, facts, report = library.policy, work.facts, work.report
     scenarios = list(library.current.values())
     triggers = by_trigger(scenarios)
+    contexts: dict[str, Any] = {}  # customer id -> CEL context: profiles do not change within a batch
     for at, row in enumerate(rows):
         customer_id = row["customer_id"]
         known = facts.get(customer_id)
@@ -437,7 +438,7 @@ def handle_events(
             candidates = triggers.get(event.type) if options is None else options[at]
         if not candidates:
             continue
-        for decision in decide(facts[customer_id], event, candidates, policy, now):
+        for decision in decide(facts[customer_id], event, candidates, policy, now, contexts):
             instance_id = None
             if decision.starts_conversation:
                 instance_id = work.start(facts[customer_id], decision, event)

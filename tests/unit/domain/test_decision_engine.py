@@ -395,3 +395,22 @@ def test_explain_suppressed_by_audience() -> None:
     assert "do not contact" in text
     assert "audience: blocks" in text
     assert "Score" not in text
+
+
+def test_a_kept_context_sees_each_new_event_and_decides_as_a_fresh_one() -> None:
+    loan = make_scenario(
+        trigger={
+            "event": "application.abandoned",
+            "when": 'event.attributes.product_class == "consumer_loan"',
+        },
+        audience='customer.status == "client"',
+    )
+    person = customer()
+    kept: dict[str, Any] = {}
+    for product in ("consumer_loan", "deposit", "consumer_loan"):
+        event = make_event(product_class=product)
+        fresh = decide(person, event, [loan], POLICY, NOW)
+        reused = decide(person, event, [loan], POLICY, NOW, kept)
+        assert reused == fresh
+        assert len(reused) == (1 if product == "consumer_loan" else 0)
+    assert list(kept) == [person.id]  # one context per customer
