@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from omnicrm.domain.scenarios import Route, Scenario, Step
+from omnicrm.domain.scenarios import Route, Scenario, Step, cel_context
 
 # (channel, step kind, channels already contacted in this run) -> wait until, or None to go now
 Hold = Callable[[str, str, tuple[str, ...]], dt.datetime | None]
@@ -46,11 +46,23 @@ class Advance:
     trail: tuple[str, ...]
 
 
-def _choose(routes: tuple[Route, ...], context: Mapping[str, Any]) -> str:
+def _choose(routes: tuple[Route, ...], variables: Callable[[], Any]) -> str:
     for route in routes:
-        if route.when is None or route.when.test(dict(context)):
+        if route.when is None or route.when.test(variables()):
             return route.goto
     return routes[-1].goto  # validated: the last row has no condition
+
+
+def _lazy(context: Mapping[str, Any]) -> Callable[[], Any]:
+    """The CEL variables of `context`, converted on first use and then reused by every route row."""
+    made: list[Any] = []
+
+    def variables() -> Any:
+        if not made:
+            made.append(cel_context(dict(context)))
+        return made[0]
+
+    return variables
 
 
 def run(
@@ -69,7 +81,8 @@ def run(
     contacted in this run; the instance then waits on that step and retries it."""
     effects: list[Effect] = []
     trail: list[str] = []
-    ctx = {**context, "reaction": reaction or ""}
+    ctx = _lazy({**context, "reaction": reaction or ""})
+    timed_out = ctx if not reaction else _lazy({**context, "reaction": ""})
     name = step_name
     step: Step = scenario.steps[name]
     if reaction is not None and step.kind == "wait":
@@ -83,7 +96,7 @@ def run(
             return Advance(name, "completed", None, step.outcome, tuple(effects), tuple(trail))
         if step.kind == "wait" and unsent:
             # nothing went out to react to: the wait is over at once, as if it had timed out
-            name, unsent = _choose(step.routes, {**ctx, "reaction": ""}), False
+            name, unsent = _choose(step.routes, timed_out), False
             continue
         if step.kind == "wait":
             assert step.wait is not None

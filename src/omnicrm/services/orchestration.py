@@ -19,7 +19,7 @@ from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.router import Advance, Effect, run
 from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
-from omnicrm.domain.scenarios import Condition, Library, Scenario
+from omnicrm.domain.scenarios import Condition, Library, Scenario, cel_context
 from omnicrm.services.facts import event_facts, live_customers, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.store import conversations
@@ -67,7 +67,7 @@ def _may_trigger(
     """The candidates whose trigger condition may hold for this event: all but those whose condition
     reads only the event (`only`) and is false on it, whoever sent it. A condition on the customer,
     or an error, keeps the candidate: the engine then decides (or fails) on the full facts."""
-    context: dict[str, Any] | None = None
+    context: Any = None
     kept: list[Scenario] = []
     for scenario, when, only in candidates:
         if when is not None and only:
@@ -77,7 +77,7 @@ def _may_trigger(
                     "channel": row["channel"] or "",
                     "attributes": dict(row["attributes"]),
                 }
-                context = {"event": event, "reaction": ""}
+                context = cel_context({"event": event, "reaction": ""})  # converted once per event
             try:
                 holds = when.test(context)
             except Exception:  # the engine meets the same error on the full facts, and fails as it did
