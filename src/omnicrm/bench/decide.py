@@ -72,7 +72,8 @@ def _pg_throughput(
 ) -> list[tuple[int, int, float]]:
     """The same drain on PostgreSQL: the data set is loaded once, each run decides on a fresh copy."""
     admin = _pg_admin(pg_url)
-    names = ["omnicrm_bench_decide_base", *(f"omnicrm_bench_decide_{i}" for i in range(runs))]
+    prefix = f"omnicrm_bench_decide_{os.getpid()}"  # two benches at once must not drop each other's
+    names = [f"{prefix}_base", *(f"{prefix}_{i}" for i in range(runs))]
 
     def drop_all() -> None:
         with admin.connect() as conn:
