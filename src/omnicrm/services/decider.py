@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from omnicrm.domain.scenarios import Library
 from omnicrm.services.orchestration import Report, advance_due, process_events
 from omnicrm.store import conversations, timeline
+from omnicrm.store.leader import Leadership
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class DecisionWorker:
         self, uow: Callable[[], UnitOfWork], library: Callable[[], Library], *, idle_s: float
     ) -> None:
         self.uow, self.library, self.idle_s = uow, library, idle_s
+        self.leadership = Leadership(uow().engine)  # one deciding process per database
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +112,7 @@ class DecisionWorker:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.leadership.release()
 
     def nudge(self) -> None:
         self._wake.set()
@@ -119,6 +122,8 @@ class DecisionWorker:
             self._wake.wait(self.idle_s)
             self._wake.clear()
             try:
+                if not self.leadership.acquire():
+                    continue  # another process decides on this database; stand by and ask again
                 drain(self.uow, self.library(), limit=LIVE_BATCH)
             except Exception:
                 log.exception("decision worker: batch failed, will retry")
