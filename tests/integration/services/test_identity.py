@@ -508,7 +508,10 @@ def test_merge_and_unmerge_are_in_an_intact_audit_chain(
 
 
 def _tamper(container: Container, how: str) -> None:
-    with container.engine.begin() as conn:
+    # a writer's transaction (BEGIN IMMEDIATE on SQLite): it reads, then writes, beside the API's
+    # decision worker, and a deferred one would be refused as soon as that worker commits
+    with container.uow() as uow:
+        conn = uow.conn
         target = conn.execute(
             select(audit_log.c.id).where(audit_log.c.action == "customer.merged")
         ).scalar_one()
@@ -523,6 +526,7 @@ def _tamper(container: Container, how: str) -> None:
         elif how == "rehash-last":
             last = conn.execute(select(func.max(audit_log.c.id))).scalar_one()
             conn.execute(update(audit_log).where(audit_log.c.id == last).values(hash="0" * 64))
+        uow.commit()
 
 
 @pytest.mark.parametrize("how", ["actor", "details", "delete", "rehash-last"])
