@@ -418,6 +418,14 @@ def handle_events(
     scenarios = list(library.current.values())
     triggers = by_trigger(scenarios)
     contexts: dict[str, Any] = {}  # customer id -> CEL context: profiles do not change within a batch
+    # The stored history already holds this batch's events: take them out and add each back as it
+    # is handled, so an event counts once and a later one is not seen early (batch size changes nothing)
+    pending = {r["event_id"] for r in rows}
+    for customer_id in {r["customer_id"] for r in rows} & facts.keys():
+        stored = facts[customer_id]
+        kept = tuple(e for e in stored.recent_events if e.event_id not in pending)
+        if len(kept) != len(stored.recent_events):
+            facts[customer_id] = stored.evolve(recent_events=kept)
     for at, row in enumerate(rows):
         customer_id = row["customer_id"]
         known = facts.get(customer_id)
