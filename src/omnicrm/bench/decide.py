@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ from rich.console import Console
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from omnicrm.bench.ingest import _free_port, _pg_admin, _settings
+from omnicrm.bench.ingest import _free_port, _pg_admin, _settings, bench_token
 from omnicrm.bench.loadgen import post_json, run_load
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import auth, decider
+from omnicrm.services import decider
 from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
@@ -119,15 +119,7 @@ def _latency(
     shutil.copy(base, db)
     container = bootstrap(_settings(f"sqlite:///{db}"))
     decider.drain(container.uow, container.library)  # start from a decided state
-    with container.uow() as uow:
-        now = datetime.now(UTC)
-        auth.create_user(
-            uow.conn, username="bench", role="integration", password=None, branch=None, actor="bench", now=now
-        )
-        token = auth.issue_token(
-            uow.conn, username="bench", name="bench", ttl=timedelta(hours=1), actor="bench", now=now
-        )
-        uow.commit()
+    token = bench_token(container)
     port = _free_port()
     env = {**os.environ, "OMNICRM_DATABASE_URL": f"sqlite:///{db}", "OMNICRM_DECIDER_IDLE_MS": "50"}
     server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments

@@ -120,6 +120,20 @@ def _pg_runs(
     return rates
 
 
+def bench_token(container: Container) -> str:
+    """An hour-long token of a fresh `integration` user for the load generator."""
+    with container.uow() as uow:
+        now = datetime.now(UTC)
+        auth.create_user(
+            uow.conn, username="bench", role="integration", password=None, branch=None, actor="bench", now=now
+        )
+        token = auth.issue_token(
+            uow.conn, username="bench", name="bench", ttl=timedelta(hours=1), actor="bench", now=now
+        )
+        uow.commit()
+    return token
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,15 +146,7 @@ def _rest(
     db = work / "rest.db"
     settings = _settings(f"sqlite:///{db}")
     container = bootstrap(settings, migrate=True)
-    with container.uow() as uow:
-        now = datetime.now(UTC)
-        auth.create_user(
-            uow.conn, username="bench", role="integration", password=None, branch=None, actor="bench", now=now
-        )
-        token = auth.issue_token(
-            uow.conn, username="bench", name="bench", ttl=timedelta(hours=1), actor="bench", now=now
-        )
-        uow.commit()
+    token = bench_token(container)
     container.close()
     port = _free_port()
     env = {**os.environ, "OMNICRM_DATABASE_URL": settings.database_url, "OMNICRM_PORT": str(port)}
