@@ -2,4 +2,5 @@
 
 from omnicrm.cli import app
 
-app()
+if __name__ == "__main__":  # not when a worker process (spawned by the catch-up) imports this module
+    app()

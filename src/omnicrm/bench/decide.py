@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from omnicrm.bench.ingest import _free_port, _pg_admin, _settings, bench_token
 from omnicrm.bench.loadgen import post_json, run_load
 from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.catchup import catch_up, default_processes
 from omnicrm.services import decider
 from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
@@ -48,28 +49,29 @@ def _loaded(work: Path, files: dict[str, Path]) -> Path:
     return base
 
 
-def _drained(url: str, batch: int | None) -> tuple[int, int, float]:
-    """(events, decisions, seconds) of one drain of every queued event, at the default batch or `batch`."""
+Result = tuple[int, int, float]  # events, decisions, seconds
+
+
+def _drained(url: str, batch: int | None, processes: int) -> Result:
+    """One catch-up of every queued event, at the default batch or `batch`, by `processes` processes
+    (the time includes starting them)."""
     container = bootstrap(_settings(url))
     started = time.perf_counter()
-    if batch is None:
-        report = decider.drain(container.uow, container.library)
-    else:
-        report = decider.drain(container.uow, container.library, limit=batch)
+    report = catch_up(container, processes=processes, limit=batch or decider.BATCH)
     seconds = time.perf_counter() - started
     container.close()
     return report.events, report.decisions, seconds
 
 
-def _throughput(base: Path, work: Path, run: int, batch: int | None = None) -> tuple[int, int, float]:
+def _throughput(base: Path, work: Path, run: int, batch: int | None, processes: int) -> Result:
     db = work / f"decide{run}.db"
     shutil.copy(base, db)
-    return _drained(f"sqlite:///{db}", batch)
+    return _drained(f"sqlite:///{db}", batch, processes)
 
 
 def _pg_throughput(
-    files: dict[str, Path], runs: int, pg_url: str, batch: int | None
-) -> list[tuple[int, int, float]]:
+    files: dict[str, Path], runs: int, pg_url: str, batch: int | None, counts: list[int]
+) -> dict[int, list[Result]]:
     """The same drain on PostgreSQL: the data set is loaded once, each run decides on a fresh copy."""
     admin = _pg_admin(pg_url)
     prefix = f"omnicrm_bench_decide_{os.getpid()}"  # two benches at once must not drop each other's
@@ -90,21 +92,24 @@ def _pg_throughput(
         container = bootstrap(_settings(url(names[0])), migrate=True)
         _import(container, files)
         container.close()
-        results = []
-        for name in names[1:]:
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{names[0]}"'))
-            results.append(_drained(url(name), batch))
+        results: dict[int, list[Result]] = {}
+        for processes in counts:
+            for name in names[1:]:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+                    conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{names[0]}"'))
+                results.setdefault(processes, []).append(_drained(url(name), batch, processes))
         return results
     finally:
         drop_all()
         admin.dispose()
 
 
-def _report(console: Console, name: str, results: list[tuple[int, int, float]]) -> None:
+def _report(console: Console, name: str, processes: int, results: list[Result]) -> None:
     rates = [n / s for n, _, s in results]
     console.print(
-        f"decide ({name}): {results[0][0]:,} events (every scenario active) -> {results[0][1]:,} decisions; "
+        f"decide ({name}, {processes} process{'es' if processes > 1 else ''}): {results[0][0]:,} events "
+        f"(every scenario active) -> {results[0][1]:,} decisions; "
         f"median {statistics.median(rates):,.0f} events/s = "
         f"{statistics.median(d / s for _, d, s in results):,.0f} "
         f"decisions/s; {statistics.median(s for *_, s in results):.1f} s for all "
@@ -176,10 +181,12 @@ def run(
     console: Console,
     batch: int | None = None,
     pg_url: str | None = None,
+    processes: int = 0,
 ) -> None:
     """Print decisions/s with every scenario active (median of `runs`, on SQLite, then on PostgreSQL
     if it answers at `pg_url` or the configured bench URL) and event-to-decision latency. `batch`:
-    events per drain transaction (default: the decision worker's)."""
+    events per drain transaction (default: the decision worker's). The catch-up runs in one process
+    and in `processes` (0: as many as cores)."""
     dataset = generate(
         seed=42, size=DatasetSize(customers, events, interactions), start=datetime(2026, 8, 1, tzinfo=UTC)
     )
@@ -193,10 +200,14 @@ def run(
         del dataset
         gc.collect()
         base = _loaded(work, files)
-        _report(console, "SQLite", [_throughput(base, work, run, batch) for run in range(runs)])
+        counts = sorted({1, processes or default_processes()})
+        for count in counts:
+            results = [_throughput(base, work, run, batch, count) for run in range(runs)]
+            _report(console, "SQLite", count, results)
         try:
-            pg = _pg_throughput(files, runs, pg_url or Settings().pg_bench_url, batch)
-            _report(console, "PostgreSQL", pg)
+            pg = _pg_throughput(files, runs, pg_url or Settings().pg_bench_url, batch, counts)
+            for count in counts:
+                _report(console, "PostgreSQL", count, pg[count])
         except Exception as exc:  # report and go on with the latency test
             console.print(f"decide (PostgreSQL) skipped: {exc}")
         _latency(base, work, latency_seconds, rate, sample, console)

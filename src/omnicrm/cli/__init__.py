@@ -14,11 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
+from omnicrm.catchup import catch_up, default_processes
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.domain.errors import DomainError, InvalidInput
-from omnicrm.services import auth, decider, explaining, importer
+from omnicrm.domain.partitions import COUNTS
+from omnicrm.services import auth, explaining, importer
 from omnicrm.services import customers as customers_service
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
@@ -230,11 +232,26 @@ def demo(
         serve()
 
 
+PROCESSES = typer.Option(
+    help="Processes deciding a long queue in parallel, each for a share of the customers "
+    "(1, 2, 4, 8 or 16; 0: as many as cores)",
+    min=0,
+    max=16,
+)
+
+
+def _processes(value: int) -> int:
+    if value and value not in COUNTS:
+        err.print(f"[red]--processes:[/red] {value} is not one of {', '.join(map(str, COUNTS))}")
+        raise typer.Exit(2)
+    return value or default_processes()
+
+
 @app.command()
-def decide() -> None:
+def decide(processes: Annotated[int, PROCESSES] = 0) -> None:
     """Run the decision worker once: every new event, then every expired timer."""
     container = open_container()
-    report = decider.drain(container.uow, container.library)
+    report = catch_up(container, processes=_processes(processes))
     console.print(
         f"{report.events} events: {report.decisions} decisions, {report.started} conversations started, "
         f"{report.completed} ended, {report.messages} messages and {report.tasks} tasks queued, "
@@ -243,9 +260,14 @@ def decide() -> None:
 
 
 @app.command()
-def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0) -> None:
-    """Run the decision worker until interrupted (for deployments where the API does not run it)."""
+def worker(
+    idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0,
+    processes: Annotated[int, PROCESSES] = 0,
+) -> None:
+    """Run the decision worker until interrupted (for deployments where the API does not run it).
+    A long queue (a first start, a bulk import) is caught up with several processes."""
     container = open_container()
+    count = _processes(processes)
     scheduler = CampaignScheduler(
         container.uow,
         container.current_library,
@@ -256,7 +278,7 @@ def worker(idle_ms: Annotated[float, typer.Option(help="Pause when there is noth
     console.print("decision worker and campaign scheduler running; Ctrl-C stops them")
     try:
         while True:
-            report = decider.drain(container.uow, container.current_library())
+            report = catch_up(container, processes=count)
             if not report.events and not report.messages and not report.tasks:
                 time.sleep(idle_ms / 1000)
     except KeyboardInterrupt:
@@ -296,9 +318,12 @@ def bench_decide_cmd(
         float, typer.Option(help="Duration of the event-to-decision latency test")
     ] = 10.0,
     rate: Annotated[float, typer.Option(help="Events per second posted during the latency test")] = 500.0,
+    processes: Annotated[int, PROCESSES] = 0,
 ) -> None:
-    """Decisions per second over the data set with every scenario active, and event-to-decision latency."""
+    """Decisions per second over the data set with every scenario active (in one process, and in
+    parallel ones), and event-to-decision latency."""
     bench_decide.run(
+        processes=_processes(processes),
         events=events,
         customers=customers,
         interactions=interactions,

@@ -3,6 +3,12 @@
 The events table is the queue (no broker needed in embedded mode); the consumer's offset is
 written in the same transaction as the decisions, instances and outbox rows it caused, so every
 event is handled exactly once in effect, even after a crash. Expired timers are advanced too.
+
+A batch is decided in a read-only transaction and written in a short second one, so SQLite's one
+write lock is not held while the engine thinks (the API's writers would wait for it). The write
+transaction first checks that nobody moved the offset or the batch's conversations meanwhile
+(another worker, a timer, a scenario migration); if someone did, the batch is decided again inside
+it, as if it had held the lock from the start.
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy.engine import Connection
+
+from omnicrm.domain.partitions import WHOLE, Partition
 from omnicrm.domain.scenarios import Library
-from omnicrm.services.orchestration import Report, advance_due, process_events
+from omnicrm.services.orchestration import Batch, Report, advance_due, plan_events
 from omnicrm.store import conversations, timeline
 from omnicrm.store.leader import Leadership
 from omnicrm.store.uow import UnitOfWork
@@ -49,22 +59,86 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def consumer_of(partition: Partition) -> str:
+    return CONSUMER if partition.whole else f"{CONSUMER}/{partition.name}"
+
+
 def consume(
-    uow: Callable[[], UnitOfWork], library: Library, *, limit: int = BATCH, now: datetime | None = None
+    uow: Callable[[], UnitOfWork],
+    library: Library,
+    *,
+    limit: int = BATCH,
+    now: datetime | None = None,
+    partition: Partition = WHOLE,
+    upto: int | None = None,
 ) -> Report:
-    """Handle up to `limit` new events in one transaction; returns what was done (events=0: idle)."""
-    with _collector_paused(), uow() as work:
-        moment = now or datetime.now(UTC)
-        bound = timeline.committed_bound(work.conn)
-        last = conversations.read_offset(work.conn, CONSUMER, moment)
-        rows = conversations.events_after(work.conn, last, limit, upto=bound)
-        if not rows:
-            return Report()
-        report = process_events(work.conn, rows, library=library, now=moment)
-        conversations.write_offset(work.conn, CONSUMER, int(rows[-1]["id"]), moment)
-        work.commit()
+    """Handle about `limit` new events of `partition`'s customers (up to event pk `upto`); returns
+    what was done (`scanned` = 0: nothing left). A partition reads every event and keeps its own."""
+    moment = now or datetime.now(UTC)
+    consumer = consumer_of(partition)
+    with _collector_paused():
+        writer = uow()
+        with writer.reading() as reader:
+            positions = conversations.offsets_of(reader.conn, consumer)
+            if partition.whole and len(positions) > 1:
+                return Report()  # a parallel catch-up is under way: drain() finishes it first
+            last = positions.get(consumer, 0 if partition.whole else None)
+            if last is None:
+                return Report()  # a finished partition (folded back into the whole)
+            seen = conversations.versions(reader.conn, partition.slots)
+            rows = _queued(reader.conn, last, limit * partition.count, upto)
+            if not rows:
+                return Report()
+            mine = [r for r in rows if partition.owns(r["customer_id"])]
+            plan = plan_events(reader.conn, mine, library=library, now=moment) if mine else None
+        with writer as work:
+            if (
+                conversations.read_offset(work.conn, consumer, moment, create=partition.whole) != last
+                or conversations.versions(work.conn, partition.slots, lock=True) != seen
+            ):
+                log.info("decision worker: state moved while deciding; the batch is decided again")
+                report = _consume_locked(work, library, limit, moment, partition, upto)
+                report.redone += 1
+                return report
+            if plan is not None:
+                plan.flush(work.conn)
+            conversations.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
+            work.commit()
+    return _done(plan, len(rows), moment)
+
+
+def _queued(conn: Connection, last: int, limit: int, upto: int | None) -> list[dict[str, Any]]:
+    bound = timeline.committed_bound(conn)
+    if upto is not None:
+        bound = upto if bound is None else min(bound, upto)
+    return conversations.events_after(conn, last, limit, upto=bound)
+
+
+def _done(plan: Batch | None, scanned: int, moment: datetime) -> Report:
+    report = plan.report if plan is not None else Report()
+    report.scanned = scanned
     report.decided_at.append(moment)
     return report
+
+
+def _consume_locked(
+    work: UnitOfWork, library: Library, limit: int, moment: datetime, partition: Partition, upto: int | None
+) -> Report:
+    """The whole batch inside the writer's transaction `work`."""
+    consumer = consumer_of(partition)
+    last = conversations.read_offset(work.conn, consumer, moment, create=partition.whole)
+    if last is None:
+        return Report()
+    rows = _queued(work.conn, last, limit * partition.count, upto)
+    if not rows:
+        return Report()
+    mine = [r for r in rows if partition.owns(r["customer_id"])]
+    plan = plan_events(work.conn, mine, library=library, now=moment) if mine else None
+    if plan is not None:
+        plan.flush()
+    conversations.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
+    work.commit()
+    return _done(plan, len(rows), moment)
 
 
 def fire_timers(
@@ -77,16 +151,94 @@ def fire_timers(
     return report
 
 
-def drain(uow: Callable[[], UnitOfWork], library: Library, *, limit: int = BATCH) -> Report:
-    """Consume until no new event is left, then fire due timers; returns the totals."""
+def drain(
+    uow: Callable[[], UnitOfWork],
+    library: Library,
+    *,
+    limit: int = BATCH,
+    partition: Partition = WHOLE,
+    upto: int | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Consume until no new event is left (or `upto`), then fire due timers; returns the totals.
+    The whole queue's drain first finishes a parallel catch-up a crashed process left behind.
+    `now`: the clock of every batch (default: the time each one starts)."""
     total = Report()
+    if partition.whole:
+        total.add(resume_partitions(uow, library, limit=limit, now=now))
     while True:
-        report = consume(uow, library, limit=limit)
-        if not report.events:
+        report = consume(uow, library, limit=limit, partition=partition, upto=upto, now=now)
+        if not report.scanned:
             break
         total.add(report)
-    total.add(fire_timers(uow, library))
+    if partition.whole:
+        total.add(fire_timers(uow, library, now=now))
     return total
+
+
+# --- parallel catch-up: the queue up to a bound split among partitions (see catchup.py)
+UPTO = f"{CONSUMER}/upto"
+
+
+def split(uow: Callable[[], UnitOfWork], count: int) -> int | None:
+    """Hand the queued events (up to the newest now) to `count` partitions and move the whole
+    queue's offset past them, in one transaction; returns the bound (None: nothing to split).
+    Until the partitions are folded back, the whole queue's consumers finish them first."""
+    moment = datetime.now(UTC)
+    with uow() as work:
+        if any(name != CONSUMER for name in conversations.offsets_of(work.conn, CONSUMER)):
+            return None  # a catch-up is already under way
+        last = conversations.read_offset(work.conn, CONSUMER, moment)
+        assert last is not None
+        bound = timeline.newest_pk(work.conn)
+        if bound <= last:
+            return None
+        positions = {consumer_of(Partition(i, count)): last for i in range(count)}
+        conversations.set_offsets(work.conn, {**positions, UPTO: bound, CONSUMER: bound}, moment)
+        work.commit()
+    return bound
+
+
+def backlog(uow: Callable[[], UnitOfWork]) -> int:
+    """How many events wait for the whole queue's consumer (by their pks: an upper bound)."""
+    with uow().reading() as reader:
+        last = conversations.offsets_of(reader.conn, CONSUMER).get(CONSUMER, 0)
+        return max(0, timeline.newest_pk(reader.conn) - last)
+
+
+def resume_partitions(
+    uow: Callable[[], UnitOfWork], library: Library, *, limit: int = BATCH, now: datetime | None = None
+) -> Report:
+    """Finish (in this process, one after another) the partitions of a catch-up, then fold them."""
+    with uow().reading() as reader:
+        positions = conversations.offsets_of(reader.conn, f"{CONSUMER}/")
+    upto = positions.pop(UPTO, None)
+    total = Report()
+    if upto is None:
+        return total
+    for name in positions:
+        index, count = (int(n) for n in name.removeprefix(f"{CONSUMER}/").split("of"))
+        partition = Partition(index, count)
+        total.add(drain(uow, library, limit=limit, partition=partition, upto=upto, now=now))
+    fold(uow)
+    return total
+
+
+def fold(uow: Callable[[], UnitOfWork]) -> bool:
+    """Drop the partitions' offsets once every one of them reached the bound; True if folded."""
+    with uow() as work:
+        positions = conversations.offsets_of(work.conn, f"{CONSUMER}/")
+        upto = positions.pop(UPTO, None)
+        if upto is None or any(_left(work.conn, value, upto) for value in positions.values()):
+            return False
+        conversations.drop_offsets(work.conn, [*positions, UPTO])
+        work.commit()
+    return True
+
+
+def _left(conn: Connection, last: int, upto: int) -> bool:
+    """Whether events are left between `last` and `upto` for a partition at `last`."""
+    return last < upto and bool(conversations.events_after(conn, last, 1, upto=upto))
 
 
 class DecisionWorker:

@@ -25,6 +25,8 @@ from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.relevance import REACTION, by_trigger, involved
 from omnicrm.store import conversations
 
+_COUNTS = ("events", "decisions", "started", "completed", "messages", "tasks", "skipped", "scanned", "redone")
+
 
 @dataclass(slots=True)
 class Report:
@@ -35,10 +37,23 @@ class Report:
     messages: int = 0
     tasks: int = 0
     skipped: int = 0
+    scanned: int = 0  # queued events read (a partition reads others' events too, and skips them)
+    redone: int = 0  # batches decided again under the write lock: the state moved while deciding
     decided_at: list[datetime] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _COUNTS}
+
+    @classmethod
+    def of(cls, counts: dict[str, int]) -> Report:
+        report = cls()
+        for name in _COUNTS:
+            setattr(report, name, counts.get(name, 0))
+        return report
+
     def add(self, other: Report) -> None:
-        for name in ("events", "decisions", "started", "completed", "messages", "tasks", "skipped"):
+        """Add `other`'s counts to these."""
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -82,8 +97,11 @@ class _Work:
         if row["id"] not in self.new:
             self.changed[row["id"]] = row
 
-    def flush(self) -> None:
-        """Write everything the batch decided, in a handful of bulk statements."""
+    def flush(self, conn: Connection | None = None) -> None:
+        """Write everything the batch decided, in a handful of bulk statements (on `conn`, a later
+        transaction than the one it read in, if given)."""
+        if conn is not None:
+            self.conn = conn
         conversations.insert_instances(self.conn, list(self.new.values()))
         conversations.save_instances(self.conn, list(self.changed.values()))
         for message in self.messages:
@@ -307,6 +325,15 @@ def process_events(
     conn: Connection, rows: Iterable[dict[str, Any]], *, library: Library, now: datetime
 ) -> Report:
     """Handle stored timeline events (in arrival order) for goals, reactions and new decisions."""
+    work = plan_events(conn, rows, library=library, now=now)
+    work.flush()
+    return work.report
+
+
+def plan_events(
+    conn: Connection, rows: Iterable[dict[str, Any]], *, library: Library, now: datetime
+) -> _Work:
+    """What `process_events` decides, only read on `conn`: `flush()` writes it."""
     rows = list(rows)
     message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == REACTION]
     sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
@@ -314,8 +341,7 @@ def process_events(
     work = _Work(conn, library, needed, now)
     bystanders = live_customers(conn, {r["customer_id"] for r in rows} - needed)
     handle_events(work, rows, sent, bystanders=bystanders, options=options)
-    work.flush()
-    return work.report
+    return work
 
 
 def handle_events(

@@ -9,6 +9,8 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
+from omnicrm.store.checkpoint import FALLBACK_PAGES, Checkpointer
+
 WRITE = {"omnicrm_write": True}
 
 
@@ -31,6 +33,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+    on_file = bool(parsed.database) and parsed.database != ":memory:" and "mode=memory" not in url
+    checkpointer = Checkpointer(str(parsed.database)) if on_file else None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -45,7 +49,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "temp_store=MEMORY",
         ):
             cursor.execute(f"PRAGMA {pragma}")
+        if checkpointer is not None:  # checkpoints happen beside the writers, not inside their commits
+            cursor.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+            checkpointer.start()
         cursor.close()
+
+    @event.listens_for(engine, "engine_disposed")
+    def _on_dispose(_engine: Engine) -> None:
+        if checkpointer is not None:
+            checkpointer.stop()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -68,6 +68,14 @@ def committed_bound(conn: Connection) -> int | None:
         conn.exec_driver_sql(f"SELECT pg_advisory_unlock({EVENTS_WRITE_LOCK})")
 
 
+def newest_pk(conn: Connection) -> int:
+    """The pk of the newest event every reader may safely read up to (0: none)."""
+    bound = committed_bound(conn)
+    if bound is None:
+        bound = int(conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+    return bound
+
+
 def _values(row: dict[str, Any], occurred: object, received: object) -> tuple[object, ...]:
     """One event row as a tuple in `_COLUMNS` order."""
     return (

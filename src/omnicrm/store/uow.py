@@ -11,11 +11,17 @@ from omnicrm.store.db import WRITE
 
 
 class UnitOfWork:
-    """`with UnitOfWork(engine) as uow: ...; uow.commit()` - leaving without commit rolls back."""
+    """`with UnitOfWork(engine) as uow: ...; uow.commit()` - leaving without commit rolls back.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    A writer's unit of work takes SQLite's write lock when it begins; `reading()` gives one that
+    only reads (a snapshot on SQLite) and leaves the lock to the writers."""
+
+    def __init__(self, engine: Engine, *, write: bool = True) -> None:
+        self.engine, self.write = engine, write
         self._conn: Connection | None = None
+
+    def reading(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, write=False)
 
     @property
     def conn(self) -> Connection:
@@ -28,7 +34,8 @@ class UnitOfWork:
         return self.engine.dialect.name
 
     def __enter__(self) -> UnitOfWork:
-        self._conn = self.engine.connect().execution_options(**WRITE)
+        conn = self.engine.connect()
+        self._conn = conn.execution_options(**WRITE) if self.write else conn
         self._conn.begin()
         return self
 

@@ -518,7 +518,7 @@ def test_frequency_cap_delays_the_third_commercial_contact(loop: Loop) -> None:
 # ------------------------------------------------------------------------------------ crash safety
 
 
-@pytest.mark.parametrize("where", ["write_offset", "process_events"])
+@pytest.mark.parametrize("where", ["write_offset", "insert_decisions"])
 def test_failed_consume_leaves_nothing_and_the_retry_runs_once(
     loop: Loop, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -526,14 +526,13 @@ def test_failed_consume_leaves_nothing_and_the_retry_runs_once(
     loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
     before, offset = loop.totals(), loop.offset()
 
-    target: Any = conversations if where == "write_offset" else decider
-    real: Callable[..., Any] = getattr(target, where)
+    real: Callable[..., Any] = getattr(conversations, where)
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)  # the work is done in the transaction, then the process dies
         raise RuntimeError("crash")
 
-    monkeypatch.setattr(target, where, crash)
+    monkeypatch.setattr(conversations, where, crash)
     with pytest.raises(RuntimeError, match="crash"):
         loop.consume(T0)
     monkeypatch.undo()
@@ -546,6 +545,81 @@ def test_failed_consume_leaves_nothing_and_the_retry_runs_once(
     assert len(loop.decisions(cid)) == 1
     assert len(loop.instances(cid)) == 1
     assert len(loop.outbox(cid)) == 1
+
+
+# ------------------------------------------- deciding on a snapshot, writing in a short transaction
+
+
+def _meanwhile(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[int]:
+    """Run `action` (in its own transactions) once, after the next batch was decided and before it is
+    written: what a second worker, a timer or a reload would do at that moment. Returns a list that
+    counts the batches decided."""
+    real = decider.plan_events
+    planned: list[int] = []
+
+    def plan(*args: Any, **kwargs: Any) -> Any:
+        work = real(*args, **kwargs)
+        planned.append(len(work.decisions))
+        if len(planned) == 1:
+            action()
+        return work
+
+    monkeypatch.setattr(decider, "plan_events", plan)
+    return planned
+
+
+def test_the_engine_decides_without_holding_the_write_lock(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch is being decided, another writer commits (on SQLite it would wait for the
+    lock if the decider held it: here it would time out, the test would hang)."""
+    cid, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    other, other_cookie = loop.new_client()
+    planned = _meanwhile(monkeypatch, lambda: loop.abandon(other_cookie, T0 - timedelta(minutes=1)))
+
+    assert loop.consume(T0).events == 1
+    assert planned == [1]  # decided once: the other writer touched no conversation
+    assert len(loop.decisions(cid)) == 1
+    assert loop.decisions(other) == []  # its event is next in the queue
+    assert loop.consume(T0).events == 1
+    assert len(loop.decisions(other)) == 1
+
+
+def test_a_batch_another_worker_took_meanwhile_is_not_written_twice(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    before = loop.totals()
+    planned = _meanwhile(monkeypatch, lambda: consume(loop.container.uow, loop.container.library, now=T0))
+
+    assert loop.consume(T0).events == 0  # the other worker handled the event first
+    assert planned == [1, 1]  # the first plan was dropped when the offset had moved
+    assert len(loop.decisions(cid)) == 1
+    assert len(loop.instances(cid)) == 1
+    assert len(loop.outbox(cid)) == 1
+    assert loop.totals()["decisions"] == before["decisions"] + 1
+
+
+def test_a_conversation_moved_meanwhile_makes_the_batch_decided_again(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer moves the client's conversation (the push wait times out, the e-mail goes) while a
+    reaction to the push is being decided: the stale plan would resume a wait that is over."""
+    cid, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    loop.consume(T0)
+    push = _only(loop.outbox(cid))
+    loop.emit(
+        cookie, "message.reaction", T0 + 2 * H, {"message_id": push["idempotency_key"], "reaction": "clicked"}
+    )
+    planned = _meanwhile(monkeypatch, lambda: loop.timers(T0 + 25 * H))
+
+    assert loop.consume(T0 + 25 * H).events == 1
+    assert len(planned) == 2  # decided again under the lock, on the moved conversation
+    assert [o["channel"] for o in loop.outbox(cid)] == ["webpush", "email"]  # nothing sent twice
+    assert len(loop.instances(cid)) == 1
 
 
 # ------------------------------------------------------------------------------------ the queue

@@ -1,0 +1,90 @@
+"""Catching up on a long queue with several processes: the customers are split into partitions
+(`domain/partitions.py`), each decided by its own process on both cores.
+
+1. `decider.split` hands the queued events, up to the newest one now, to the partitions and moves
+   the whole queue's offset past them, in one transaction.
+2. Each process drains its partition: it reads the events and keeps its own customers' ones. The
+   engine decides on a snapshot and writes briefly, so the processes seldom wait for each other;
+   each checks its own slots' conversation counters, which the others never move.
+3. `decider.fold` drops the partitions' offsets once all reached the bound; then the whole queue
+   goes on from there (new events, timers) in this process.
+
+A process that dies leaves its partition's offset behind: every later drain of the whole queue
+(this command, `omnicrm worker`, the API's worker) finishes the partitions before anything newer, so
+no event is skipped, decided twice, or decided before an older event of the same customer.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.domain.partitions import COUNTS, Partition
+from omnicrm.services import decider
+from omnicrm.services.orchestration import Report
+from omnicrm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Below this many queued events one process is faster than starting others (~1 s each).
+MIN_EVENTS = 20_000
+
+
+def _drain_partition(
+    settings: dict[str, Any], index: int, count: int, upto: int, limit: int, now: datetime | None
+) -> dict[str, int]:
+    """In a child process: drain one partition up to `upto`; returns the report's counts."""
+    container = bootstrap(Settings.model_validate(settings))
+    try:
+        partition = Partition(index, count)
+        report = decider.drain(
+            container.uow, container.library, limit=limit, partition=partition, upto=upto, now=now
+        )
+    finally:
+        container.close()
+    return report.counts()
+
+
+def catch_up(
+    container: Container,
+    *,
+    processes: int,
+    limit: int = decider.BATCH,
+    min_events: int = MIN_EVENTS,
+    now: datetime | None = None,
+) -> Report:
+    """Drain the whole queue, with `processes` partitions in parallel when at least `min_events`
+    wait (else, or with 1, in this process), then fire due timers; returns the totals. `now`: the
+    clock of every batch (default: the time each one starts)."""
+    if processes not in COUNTS:
+        raise ValueError(f"processes: {processes} is not one of {', '.join(map(str, COUNTS))}")
+    library = container.current_library()
+    total = decider.resume_partitions(container.uow, library, limit=limit, now=now)
+    queued = decider.backlog(container.uow)
+    if processes > 1 and queued >= min_events:
+        bound = decider.split(container.uow, processes)
+        if bound is not None:
+            log.info("catch-up: %d queued events split among %d processes", queued, processes)
+            spawn = multiprocessing.get_context("spawn")  # no forked engine or thread state
+            dumped = container.settings.model_dump()
+            with ProcessPoolExecutor(max_workers=processes, mp_context=spawn) as pool:
+                futures = [
+                    pool.submit(_drain_partition, dumped, index, processes, bound, limit, now)
+                    for index in range(processes)
+                ]
+                for future in futures:
+                    total.add(Report.of(future.result()))
+            decider.fold(container.uow)
+    total.add(decider.drain(container.uow, library, limit=limit, now=now))
+    return total
+
+
+def default_processes() -> int:
+    """As many processes as cores, within the partition counts."""
+    cores = os.cpu_count() or 1
+    return max(n for n in COUNTS if n <= cores)

@@ -1,0 +1,151 @@
+"""Catching up on a long queue with partitions: the same decisions as one process, each event
+decided once, and a catch-up a dead process left behind finished before anything newer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from omnicrm.bootstrap import Container
+from omnicrm.catchup import catch_up
+from omnicrm.domain.partitions import Partition
+from omnicrm.services import decider
+from omnicrm.services.importer import import_customers, import_events
+from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.sim.generate import DatasetSize, generate, write_dataset
+from omnicrm.store import conversations
+from omnicrm.store.tables import decisions, events, instances, offsets, outbox
+
+NOW = datetime(2026, 10, 30, 9, 30, tzinfo=UTC)  # after the generated period; a weekday morning
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    data = generate(seed=7, size=DatasetSize(150, 1500, 300), start=datetime(2026, 8, 1, tzinfo=UTC))
+    return write_dataset(data, tmp_path_factory.mktemp("catchup"))
+
+
+@pytest.fixture
+def loaded(container: Container, dataset: dict[str, Path]) -> Container:
+    import_customers(container.uow, dataset["customers"], actor="test")
+    import_events(container.uow, dataset["events"], container.catalogue, EVENT_KINDS, actor="test")
+    import_events(
+        container.uow, dataset["interactions"], container.catalogue, INTERACTION_KINDS, actor="test"
+    )
+    return container
+
+
+def _outcome(container: Container) -> dict[str, list[tuple[Any, ...]]]:
+    """What the engine decided, without the ids and clocks that differ between two runs."""
+    with container.reader() as conn:
+        return {
+            "decisions": sorted(
+                conn.execute(
+                    select(
+                        decisions.c.customer_id,
+                        decisions.c.scenario_id,
+                        decisions.c.event_id,
+                        decisions.c.action,
+                        decisions.c.channel,
+                        decisions.c.due_at,
+                    )
+                ).all(),
+                key=repr,
+            ),
+            "instances": sorted(
+                conn.execute(
+                    select(
+                        instances.c.customer_id, instances.c.scenario_id, instances.c.status, instances.c.step
+                    )
+                ).all(),
+                key=repr,
+            ),
+            "outbox": sorted(
+                conn.execute(select(outbox.c.customer_id, outbox.c.channel, outbox.c.template)).all(),
+                key=repr,
+            ),
+        }
+
+
+def _forget_decisions(container: Container) -> None:
+    """Back to the imported data, nothing decided yet."""
+    with container.engine.begin() as conn:
+        for table in (outbox, decisions, instances, offsets):
+            conn.execute(delete(table))
+
+
+def _decider_offsets(container: Container) -> dict[str, int]:
+    with container.reader() as conn:
+        return conversations.offsets_of(conn, decider.CONSUMER)
+
+
+def _newest(container: Container) -> int:
+    with container.reader() as conn:
+        return int(conn.execute(select(func.max(events.c.id))).scalar_one())
+
+
+def test_two_processes_decide_what_one_does(loaded: Container) -> None:
+    parallel = catch_up(loaded, processes=2, min_events=0, now=NOW)
+    split = _outcome(loaded)
+    assert _decider_offsets(loaded) == {decider.CONSUMER: _newest(loaded)}  # folded back
+
+    _forget_decisions(loaded)
+    single = catch_up(loaded, processes=1, now=NOW)
+
+    assert parallel.decisions == single.decisions > 0
+    assert parallel.events == single.events == 1800
+    assert parallel.scanned == 2 * single.scanned  # each partition reads every event once
+    assert split == _outcome(loaded)
+
+
+def test_a_catch_up_left_behind_is_finished_before_newer_events(loaded: Container) -> None:
+    reference = catch_up(loaded, processes=1, now=NOW)
+    expected = _outcome(loaded)
+    _forget_decisions(loaded)
+
+    bound = decider.split(loaded.uow, 2)
+    assert bound == _newest(loaded)
+    # One partition got half-way, then its process died; the other never started.
+    first = decider.consume(
+        loaded.uow, loaded.library, limit=100, partition=Partition(0, 2), upto=bound, now=NOW
+    )
+    assert first.scanned == 200
+    assert 0 < first.events < 200
+    assert decider.consume(loaded.uow, loaded.library, now=NOW).scanned == 0  # the whole queue waits
+    assert decider.split(loaded.uow, 2) is None  # and no second catch-up starts over the first
+
+    finished = decider.drain(loaded.uow, loaded.library, now=NOW)
+
+    assert finished.events == reference.events - first.events  # the rest of partition 0, all of 1
+    assert _decider_offsets(loaded) == {decider.CONSUMER: bound}
+    assert _outcome(loaded) == expected
+
+
+def test_a_worker_that_lost_its_batch_to_another_writes_nothing(loaded: Container) -> None:
+    """Two processes on one partition (a restarted one beside the old): each batch is written once."""
+    bound = decider.split(loaded.uow, 2)
+    assert bound is not None
+    part = Partition(1, 2)
+    first = decider.consume(loaded.uow, loaded.library, limit=200, partition=part, upto=bound, now=NOW)
+    with loaded.reader() as conn:
+        at = conversations.offsets_of(conn, decider.consumer_of(part))[decider.consumer_of(part)]
+    assert first.scanned == 400  # a partition reads `limit` events per partition
+    assert at > 0
+    decider.drain(loaded.uow, loaded.library, now=NOW)
+    with loaded.reader() as conn:
+        twice = conn.execute(
+            select(decisions.c.event_id, decisions.c.scenario_id, func.count())
+            .group_by(decisions.c.event_id, decisions.c.scenario_id)
+            .having(func.count() > 1)
+        ).all()
+    assert twice == []
+
+
+def test_partition_counts_outside_the_list_are_refused(loaded: Container) -> None:
+    with pytest.raises(ValueError, match="3 is not one of"):
+        catch_up(loaded, processes=3)
+    assert _decider_offsets(loaded) == {}
