@@ -90,6 +90,7 @@ def make_event() -> Callable[..., Json]:
         "crm.complaint.resolved": {"complaint_id": "CMP-1"},
         "crm.branch.visit": {"branch": "kyiv-01"},
         "message.reaction": {"message_id": "M-1", "reaction": "opened"},
+        "crm.campaign.targeted": {"campaign_id": "C-1", "scenario_id": "loan_application_reminder"},
     }
 
     def build(

@@ -76,6 +76,7 @@ class EventTypeSpec(_Strict):
     description: str = Field(min_length=1)
     attributes: dict[str, AttributeSpec] = Field(default_factory=dict)
     product: ProductEffectSpec | None = None
+    system_only: bool = False  # written by omnicrm itself (a campaign launch), refused from outside
 
     @model_validator(mode="after")
     def _effect_refers_to_attributes(self) -> EventTypeSpec:
@@ -136,6 +137,7 @@ class EventType:
     model: type[BaseModel]
     product: ProductEffect | None
     sample: Mapping[str, Any]  # every attribute with a typical value, to test-run conditions at load
+    system_only: bool = False
 
     def clean(
         self, attributes: Mapping[str, Any], index: int | None = None
@@ -212,5 +214,7 @@ def compile_catalogue(data: object) -> Catalogue:
             p = type_spec.product
             effect = ProductEffect(p.class_, p.class_from, p.contract_from, p.state)
         sample = {attr: _sample(a) for attr, a in type_spec.attributes.items()}
-        types[name] = EventType(name, type_spec.kind, type_spec.description, model, effect, sample)
+        types[name] = EventType(
+            name, type_spec.kind, type_spec.description, model, effect, sample, type_spec.system_only
+        )
     return Catalogue(spec.version, types)

@@ -123,7 +123,7 @@ def _write_audience(
     for part in chunks(members, BATCH):
         at = clock()
         raw = [_event_body(campaign_id, scenario.id, cid, at) for cid in part]
-        prepared = ingest.prepare(raw, catalogue, ingest.INTERACTION_KINDS)
+        prepared = ingest.prepare(raw, catalogue, ingest.INTERACTION_KINDS, system=True)
         with uow() as work:
             result = ingest.ingest(work.conn, prepared, actor=f"campaign:{campaign_id}", now=at)
             values = {"processed": written + len(part), "updated_at": at}

@@ -56,9 +56,10 @@ class IngestResult:
 
 
 def prepare_one(
-    raw: object, index: int, catalogue: Catalogue, kinds: frozenset[str]
+    raw: object, index: int, catalogue: Catalogue, kinds: frozenset[str], *, system: bool = False
 ) -> Prepared | list[ItemError]:
-    """Validate one raw item against the envelope, the catalogue and the identifier rules."""
+    """Validate one raw item against the envelope, the catalogue and the identifier rules. Types
+    the catalogue marks `system_only` are accepted only from omnicrm itself (`system`)."""
     # One scan of the serialised item (JSON punctuation keeps fields apart); paths only on a hit.
     pans = list(find_pan_paths(raw)) if contains_pan(orjson.dumps(raw, default=str).decode()) else []
     if pans:
@@ -81,6 +82,9 @@ def prepare_one(
                 index, "type", f"unknown {'/'.join(sorted(kinds))} type {event.type!r} (e.g. {accepted})"
             )
         ]
+    if event_type.system_only and not system:
+        reason = f"{event.type!r} is written by omnicrm itself (campaign launches), not accepted from outside"
+        return [ItemError(index, "type", reason)]
     errors: list[ItemError] = []
     attributes = event_type.clean(event.attributes, index)
     if isinstance(attributes, list):
@@ -109,12 +113,14 @@ def prepare_one(
     )
 
 
-def prepare(raw_items: Sequence[object], catalogue: Catalogue, kinds: frozenset[str]) -> list[Prepared]:
+def prepare(
+    raw_items: Sequence[object], catalogue: Catalogue, kinds: frozenset[str], *, system: bool = False
+) -> list[Prepared]:
     """Validate a whole batch; raises InvalidInput listing every bad item (index, field, reason)."""
     prepared: list[Prepared] = []
     errors: list[ItemError] = []
     for index, raw in enumerate(raw_items):
-        result = prepare_one(raw, index, catalogue, kinds)
+        result = prepare_one(raw, index, catalogue, kinds, system=system)
         if isinstance(result, Prepared):
             prepared.append(result)
         else:

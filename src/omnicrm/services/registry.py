@@ -55,6 +55,17 @@ def spec_text(spec: ScenarioSpec) -> str:
     return orjson.dumps(spec.model_dump(mode="json")).decode()
 
 
+def spec_checksum(spec: ScenarioSpec) -> str:
+    """What identifies a version's content: its fields that differ from their defaults. A field the
+    template model gains later, with a default, therefore leaves published versions unchanged."""
+    return _sha(orjson.dumps(spec.model_dump(mode="json", exclude_defaults=True)))
+
+
+def _same_content(checksum: str, spec: ScenarioSpec) -> bool:
+    # versions published before checksums left defaults out carry the checksum of the whole text
+    return checksum in (spec_checksum(spec), _sha(spec_text(spec)))
+
+
 def scenario_schema() -> dict[str, Any]:
     """The published JSON Schema of a scenario template (scenarios/schema/scenario.schema.json)."""
     document = ScenarioSpec.model_json_schema()
@@ -100,7 +111,7 @@ def _check_versions(
                     )
                 )
             added.append(key)
-        elif checksum != _sha(spec_text(spec)):
+        elif not _same_content(checksum, spec):
             errors.append(
                 FileError(
                     path,
@@ -178,7 +189,7 @@ def publish(
             {
                 "scenario_id": sid,
                 "version": version,
-                "checksum": _sha(spec_text(files.specs[(sid, version)][0])),
+                "checksum": spec_checksum(files.specs[(sid, version)][0]),
                 "spec": spec_text(files.specs[(sid, version)][0]),
                 "source": files.specs[(sid, version)][1][-300:],
                 "generation": generation,

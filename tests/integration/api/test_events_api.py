@@ -208,6 +208,9 @@ def test_body_that_is_not_json_is_422(client: TestClient, admin: Headers) -> Non
         ("/v1/interactions", "card.issued"),
         ("/v1/interactions:batch", "message.reaction"),
         ("/v1/events", "no.such.type"),
+        # only a campaign launch writes it: from outside it would start a campaign's scenario unapproved
+        ("/v1/interactions", "crm.campaign.targeted"),
+        ("/v1/interactions:batch", "crm.campaign.targeted"),
     ],
 )
 def test_each_endpoint_takes_only_its_own_kinds(

@@ -234,6 +234,22 @@ def test_interactions_are_imported_only_from_an_interactions_file(
     assert count(events) == 3
 
 
+def test_campaign_events_are_not_imported(
+    container: Container, tmp_path: Path, count: Callable[[Table], int]
+) -> None:
+    """Only an approved campaign's launch writes them; an imported one would start its scenario."""
+    calls = [
+        _event(0, type="crm.call.completed", attributes={"direction": "inbound", "disposition": "resolved"}),
+        _event(1, type="crm.campaign.targeted", attributes={"campaign_id": "C-1", "scenario_id": "x"}),
+    ]
+    path = _write_jsonl(tmp_path / "interactions.jsonl", calls)
+    with pytest.raises(InvalidInput) as caught:
+        _events(container, path, INTERACTION_KINDS)
+    assert [(e.index, e.field) for e in caught.value.errors] == [(2, "type")]
+    assert "written by omnicrm itself" in caught.value.errors[0].reason
+    assert count(events) == 0
+
+
 def test_an_unknown_file_type_is_refused(container: Container, tmp_path: Path) -> None:
     path = tmp_path / "events.xml"
     path.write_text("<events/>")
