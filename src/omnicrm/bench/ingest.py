@@ -94,29 +94,37 @@ def _sqlite_runs(
 def _pg_runs(
     events: list[dict[str, Any]], customers_file: Path, runs: int, pg_url: str
 ) -> list[tuple[float, float, float]]:
+    """Ingest on PostgreSQL: profiles loaded once, each run on a fresh copy; every database this
+    made is dropped at the end, even after a failure (named by process: two benches at once are fine)."""
     admin = _pg_admin(pg_url)
-    with admin.connect() as conn:
-        for name in ["omnicrm_bench_base", *(f"omnicrm_bench_{i}" for i in range(runs))]:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text('CREATE DATABASE "omnicrm_bench_base"'))
-    base_url = make_url(pg_url).set(database="omnicrm_bench_base").render_as_string(hide_password=False)
-    container = bootstrap(_settings(base_url), migrate=True)
-    _load_customers(container, customers_file)
-    container.close()
+    prefix = f"omnicrm_bench_ingest_{os.getpid()}"
+    base, names = f"{prefix}_base", [f"{prefix}_{i}" for i in range(runs)]
+
+    def url(name: str) -> str:
+        return make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop(*dropped: str) -> None:
+        with admin.connect() as conn:
+            for name in dropped:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
     rates = []
-    for run in range(runs):
-        name = f"omnicrm_bench_{run}"
+    try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "omnicrm_bench_base"'))
-        url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-        container = bootstrap(_settings(url))
-        rates.append(_rates(len(events), *_timed_ingest(container, events)))
+            conn.execute(text(f'CREATE DATABASE "{base}"'))
+        container = bootstrap(_settings(url(base)), migrate=True)
+        _load_customers(container, customers_file)
         container.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    with admin.connect() as conn:
-        conn.execute(text('DROP DATABASE IF EXISTS "omnicrm_bench_base" WITH (FORCE)'))
-    admin.dispose()
+        for name in names:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{base}"'))
+            container = bootstrap(_settings(url(name)))
+            rates.append(_rates(len(events), *_timed_ingest(container, events)))
+            container.close()
+            drop(name)
+    finally:
+        drop(base, *names)
+        admin.dispose()
     return rates
 
 

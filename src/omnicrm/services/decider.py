@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.partitions import WHOLE, Partition
 from omnicrm.domain.scenarios import Library
-from omnicrm.services.orchestration import Batch, Report, advance_due, plan_events
+from omnicrm.services.orchestration import Batch, Report, advance_due, plan_due, plan_events
 from omnicrm.store import conversations, timeline
 from omnicrm.store.leader import Leadership
 from omnicrm.store.uow import UnitOfWork
@@ -40,6 +40,10 @@ BATCH = 2000
 # The worker beside the API takes smaller bites: on SQLite a batch holds the one write lock while it
 # is decided, and the API's writers wait for it (2,000 events ~0.2 s; 250 ~0.03 s).
 LIVE_BATCH = 250
+# Expired timers per transaction. A backlog of them (after a stop, a bulk import) is worked off in
+# these bites between batches of new events, so fresh events never wait behind thousands of timers.
+TIMERS = 500
+LIVE_TIMERS = 100
 
 
 @contextmanager
@@ -142,13 +146,27 @@ def _consume_locked(
 
 
 def fire_timers(
-    uow: Callable[[], UnitOfWork], library: Library, *, now: datetime | None = None, limit: int = 500
+    uow: Callable[[], UnitOfWork], library: Library, *, now: datetime | None = None, limit: int = TIMERS
 ) -> Report:
-    """Advance the conversations whose timer expired, in one transaction."""
-    with _collector_paused(), uow() as work:
-        report = advance_due(work.conn, library=library, now=now or datetime.now(UTC), limit=limit)
-        work.commit()
-    return report
+    """Advance up to `limit` conversations whose timer expired: decided on a snapshot, written in a
+    short transaction unless a conversation moved meanwhile (then again under the lock)."""
+    moment = now or datetime.now(UTC)
+    with _collector_paused():
+        writer = uow()
+        with writer.reading() as reader:
+            seen = conversations.versions(reader.conn, WHOLE.slots)
+            plan = plan_due(reader.conn, library=library, now=moment, limit=limit)
+        if plan is None:
+            return Report()
+        with writer as work:
+            if conversations.versions(work.conn, WHOLE.slots, lock=True) != seen:
+                report = advance_due(work.conn, library=library, now=moment, limit=limit)
+                work.commit()
+                report.redone += 1
+                return report
+            plan.flush(work.conn)
+            work.commit()
+    return plan.report
 
 
 def drain(
@@ -159,8 +177,11 @@ def drain(
     partition: Partition = WHOLE,
     upto: int | None = None,
     now: datetime | None = None,
+    timers: int = TIMERS,
+    timer_rounds: int | None = None,
 ) -> Report:
-    """Consume until no new event is left (or `upto`), then fire due timers; returns the totals.
+    """Consume until no new event is left (or `upto`), then fire due timers, `timers` per
+    transaction, until none is due (or for `timer_rounds` transactions); returns the totals.
     The whole queue's drain first finishes a parallel catch-up a crashed process left behind.
     `now`: the clock of every batch (default: the time each one starts)."""
     total = Report()
@@ -171,8 +192,13 @@ def drain(
         if not report.scanned:
             break
         total.add(report)
-    if partition.whole:
-        total.add(fire_timers(uow, library, now=now))
+    rounds = 0
+    while partition.whole and (timer_rounds is None or rounds < timer_rounds):
+        report = fire_timers(uow, library, now=now, limit=timers)
+        total.add(report)
+        rounds += 1
+        if report.timers < timers:
+            break
     return total
 
 
@@ -270,12 +296,16 @@ class DecisionWorker:
         self._wake.set()
 
     def _run(self) -> None:
+        busy = False
         while not self._stop.is_set():
-            self._wake.wait(self.idle_s)
+            if not busy:  # after work, look again at once: a backlog of timers is worked off in bites
+                self._wake.wait(self.idle_s)
             self._wake.clear()
+            busy = False
             try:
                 if not self.leadership.acquire():
                     continue  # another process decides on this database; stand by and ask again
-                drain(self.uow, self.library(), limit=LIVE_BATCH)
+                report = drain(self.uow, self.library(), limit=LIVE_BATCH, timers=LIVE_TIMERS, timer_rounds=1)
+                busy = bool(report.scanned or report.timers)
             except Exception:
                 log.exception("decision worker: batch failed, will retry")

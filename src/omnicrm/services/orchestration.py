@@ -8,6 +8,7 @@ resumes the conversation waiting for it; then the engine decides which scenarios
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,20 @@ from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.relevance import REACTION, by_trigger, involved
 from omnicrm.store import conversations
 
-_COUNTS = ("events", "decisions", "started", "completed", "messages", "tasks", "skipped", "scanned", "redone")
+log = logging.getLogger(__name__)
+
+_COUNTS = (
+    "events",
+    "decisions",
+    "started",
+    "completed",
+    "messages",
+    "tasks",
+    "skipped",
+    "scanned",
+    "redone",
+    "timers",
+)
 
 
 @dataclass(slots=True)
@@ -39,6 +53,7 @@ class Report:
     skipped: int = 0
     scanned: int = 0  # queued events read (a partition reads others' events too, and skips them)
     redone: int = 0  # batches decided again under the write lock: the state moved while deciding
+    timers: int = 0  # expired timers handled
     decided_at: list[datetime] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -403,13 +418,22 @@ def handle_events(
 
 def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:
     """Move every conversation whose timer has expired: a wait times out, a held send goes out."""
-    due = conversations.due_instances(conn, now, limit)
-    if not due:
+    work = plan_due(conn, library=library, now=now, limit=limit)
+    if work is None:
         return Report()
-    work = _Work(conn, library, {r["customer_id"] for r in due}, now)
-    handle_due(work, due)
     work.flush()
     return work.report
+
+
+def plan_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> _Work | None:
+    """What `advance_due` would do, only read on `conn` (None: no timer is due); `flush()` writes it."""
+    due = conversations.due_instances(conn, now, limit)
+    if not due:
+        return None
+    work = _Work(conn, library, {r["customer_id"] for r in due}, now)
+    handle_due(work, due)
+    work.report.timers = len(due)
+    return work
 
 
 def handle_due(work: _Work, due: list[dict[str, Any]]) -> None:
@@ -419,7 +443,11 @@ def handle_due(work: _Work, due: list[dict[str, Any]]) -> None:
         customer = work.facts.get(row["customer_id"])
         live = work.active.get(row["customer_id"], {}).get(row["scenario_id"])
         if scenario is None or customer is None or live is None:
-            continue  # a retired version or a merged profile: leave it for an operator to see
+            # An unknown version or a merged profile: it cannot move. Its timer is cleared (it stays
+            # active for an operator to see), or it would come back first in every round for ever.
+            log.warning("conversation %s cannot move on its timer; timer cleared", row["id"])
+            work.save(live or row, due_at=None)
+            continue
         kind = scenario.steps[live["step"]].kind
         cause = f"timer@{live['due_at'].isoformat()}"
         work.advance(customer, scenario, live, cause=cause, reaction="" if kind == "wait" else None)

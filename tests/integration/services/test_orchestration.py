@@ -622,6 +622,52 @@ def test_a_conversation_moved_meanwhile_makes_the_batch_decided_again(
     assert len(loop.instances(cid)) == 1
 
 
+# ------------------------------------------------------------------------------------ timer backlog
+
+
+def _waiting(loop: Loop, n: int) -> list[str]:
+    """n clients whose loan reminder waits for the push reaction until T0 + 24 h."""
+    clients = [loop.new_client() for _ in range(n)]
+    for _, cookie in clients:
+        loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    loop.consume(T0)
+    return [cid for cid, _ in clients]
+
+
+def _steps(loop: Loop, cids: list[str]) -> list[str]:
+    return [_only(loop.instances(cid))["step"] for cid in cids]
+
+
+def test_a_backlog_of_timers_is_worked_off_in_bites(loop: Loop) -> None:
+    cids = _waiting(loop, 5)
+    later = T0 + 25 * H
+
+    bite = drain(loop.container.uow, loop.container.library, now=later, timers=2, timer_rounds=1)
+    assert bite.timers == 2  # the live worker's way: one bite, then new events get their turn
+    assert sorted(_steps(loop, cids)).count("wait_push") == 3
+
+    rest = drain(loop.container.uow, loop.container.library, now=later, timers=2)
+    assert rest.timers == 3  # a catch-up goes on until no timer is due
+    assert "wait_push" not in _steps(loop, cids)
+    assert [len(loop.outbox(cid)) for cid in cids] == [2] * 5  # the e-mail went, once each
+
+
+def test_a_conversation_that_cannot_move_does_not_block_the_timers(loop: Loop) -> None:
+    cids = _waiting(loop, 3)
+    with loop.container.uow() as uow:  # its version is unknown to the library (as if never published)
+        uow.conn.execute(
+            instances.update().where(instances.c.customer_id == cids[0]).values(scenario_version=999)
+        )
+        uow.commit()
+
+    report = drain(loop.container.uow, loop.container.library, now=T0 + 25 * H, timers=1)
+
+    stuck = _only(loop.instances(cids[0]))
+    assert (stuck["status"], stuck["step"], stuck["due_at"]) == ("active", "wait_push", None)
+    assert _steps(loop, cids[1:]) == ["wait_email", "wait_email"]
+    assert report.timers == 3
+
+
 # ------------------------------------------------------------------------------------ the queue
 
 
