@@ -32,13 +32,13 @@ from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 CONSUMER = "decider"
-# Events per transaction when catching up. Each batch reads its people's facts once, so bigger
-# batches read less (1,000 -> 2,000 events: -10 % time over the bench data set; 5,000: -12 %), but
-# on SQLite the batch holds the write lock while it is decided (~0.2 s for 2,000 here), which
-# other writers (ingest) wait for. A worker that keeps up sees far smaller batches anyway.
+# Events per batch when catching up. Each batch reads its people's facts once, so bigger batches
+# read less (1,000 -> 2,000 events: -10 % time over the bench data set; 5,000: -12 %), while its
+# write transaction (SQLite's one write lock) grows with it. A worker that keeps up sees far
+# smaller batches anyway.
 BATCH = 2000
-# The worker beside the API takes smaller bites: on SQLite a batch holds the one write lock while it
-# is decided, and the API's writers wait for it (2,000 events ~0.2 s; 250 ~0.03 s).
+# The worker beside the API takes smaller bites: its batches share the process (and the interpreter
+# lock) with the requests, and a short batch writes its decisions sooner.
 LIVE_BATCH = 250
 # Expired timers per transaction. A backlog of them (after a stop, a bulk import) is worked off in
 # these bites between batches of new events, so fresh events never wait behind thousands of timers.
