@@ -57,10 +57,13 @@ def catch_up(
     limit: int = decider.BATCH,
     min_events: int = MIN_EVENTS,
     now: datetime | None = None,
+    timers: int = decider.TIMERS,
+    timer_rounds: int | None = None,
 ) -> Report:
     """Drain the whole queue, with `processes` partitions in parallel when at least `min_events`
-    wait (else, or with 1, in this process), then fire due timers; returns the totals. `now`: the
-    clock of every batch (default: the time each one starts)."""
+    wait (else, or with 1, in this process), then fire due timers (`timers` per transaction, for
+    `timer_rounds` transactions or until none is due); returns the totals. `now`: the clock of every
+    batch (default: the time each one starts)."""
     if processes not in COUNTS:
         raise ValueError(f"processes: {processes} is not one of {', '.join(map(str, COUNTS))}")
     library = container.current_library()
@@ -80,7 +83,8 @@ def catch_up(
                 for future in futures:
                     total.add(Report.of(future.result()))
             decider.fold(container.uow)
-    total.add(decider.drain(container.uow, library, limit=limit, now=now))
+    rounds = timer_rounds
+    total.add(decider.drain(container.uow, library, limit=limit, now=now, timers=timers, timer_rounds=rounds))
     return total
 
 

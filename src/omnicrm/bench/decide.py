@@ -31,6 +31,7 @@ from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
+from omnicrm.store import conversations
 from omnicrm.store.tables import decisions, events
 
 
@@ -117,6 +118,24 @@ def _report(console: Console, name: str, processes: int, results: list[Result]) 
     )
 
 
+def _warm_up(container: Container, port: int, token: str, template: dict[str, Any]) -> None:
+    """Post one event and wait until the decision worker (a process of its own, starting beside the
+    API) has handled it: the measurement is of the running service, not of its start."""
+    body = {**template, "event_id": "warm-up", "occurred_at": datetime.now(UTC).isoformat()}
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"http://127.0.0.1:{port}/v1/events"
+    httpx.post(url, json=body, headers=headers, timeout=10).raise_for_status()
+    with container.reader() as conn:
+        pk = conn.execute(select(events.c.id).where(events.c.event_id == "warm-up")).scalar_one()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with container.reader() as conn:
+            if conversations.offsets_of(conn, decider.CONSUMER).get(decider.CONSUMER, 0) >= pk:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the decision worker did not handle an event within 60 s")
+
+
 def _latency(
     base: Path, work: Path, seconds: float, rate: float, sample: list[dict[str, Any]], console: Console
 ) -> None:
@@ -137,6 +156,7 @@ def _latency(
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        _warm_up(container, port, token, sample[0])
         counter, templates = itertools.count(), itertools.cycle(sample)
 
         def make() -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +19,10 @@ from omnicrm.catchup import catch_up, default_processes
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
+from omnicrm.cli.supervise import DeciderProcess
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.domain.partitions import COUNTS
-from omnicrm.services import auth, explaining, importer
+from omnicrm.services import auth, decider, explaining, importer
 from omnicrm.services import customers as customers_service
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
@@ -29,6 +31,7 @@ from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import accounts, profiles
 from omnicrm.store import migrate as migrations
+from omnicrm.store.leader import Leadership
 
 app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args_is_help=True)
 import_app = typer.Typer(help="Import customers, events or interactions from .jsonl or .csv files.")
@@ -73,18 +76,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
 ) -> None:
-    """Serve the API (OpenAPI docs at /docs)."""
+    """Serve the API (OpenAPI docs at /docs), with the decision worker beside it (embedded mode)."""
     settings = Settings()
     open_container(migrate=True).close()
-    uvicorn.run(
-        "omnicrm.api.main:app_factory",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    beside: DeciderProcess | None = None
+    if settings.decide_in_process and settings.decider_process:
+        beside = DeciderProcess(settings.decider_poll_ms)
+        beside.start()
+        os.environ["OMNICRM_DECIDE_IN_PROCESS"] = "false"  # the API workers leave deciding to it
+    try:
+        uvicorn.run(
+            "omnicrm.api.main:app_factory",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers or settings.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if beside is not None:
+            beside.stop()
 
 
 @app.command("generate")
@@ -259,15 +271,24 @@ def decide(processes: Annotated[int, PROCESSES] = 0) -> None:
     )
 
 
+def _interrupted(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def worker(
     idle_ms: Annotated[float, typer.Option(help="Pause when there is nothing to do")] = 200.0,
     processes: Annotated[int, PROCESSES] = 0,
+    parent: Annotated[int | None, typer.Option(help="Exit when this process is gone (set by serve)")] = None,
 ) -> None:
-    """Run the decision worker until interrupted (for deployments where the API does not run it).
-    A long queue (a first start, a bulk import) is caught up with several processes."""
+    """Run the decision worker until interrupted (`omnicrm serve` starts one; run it yourself when
+    the API does not). One worker per database decides, the others stand by. A long queue (a first
+    start, a bulk import) is caught up with several processes; expired timers go in bites between
+    new events."""
     container = open_container()
     count = _processes(processes)
+    leadership = Leadership(container.engine)
+    signal.signal(signal.SIGTERM, _interrupted)  # `serve` stops it so: finish cleanly, like Ctrl-C
     scheduler = CampaignScheduler(
         container.uow,
         container.current_library,
@@ -277,14 +298,18 @@ def worker(
     scheduler.start()
     console.print("decision worker and campaign scheduler running; Ctrl-C stops them")
     try:
-        while True:
-            report = catch_up(container, processes=count)
-            if not report.events and not report.messages and not report.tasks:
+        while parent is None or os.getppid() == parent:
+            if not leadership.acquire():
+                time.sleep(1)  # another worker decides on this database; stand by
+                continue
+            report = catch_up(container, processes=count, timers=decider.LIVE_TIMERS, timer_rounds=1)
+            if not report.scanned and not report.timers:
                 time.sleep(idle_ms / 1000)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
         scheduler.stop()
+        leadership.release()
 
 
 @app.command()

@@ -1,0 +1,114 @@
+"""`omnicrm serve` with the decision worker as a child process: it decides, and it stops with serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from omnicrm.bootstrap import bootstrap
+from omnicrm.services import auth
+from omnicrm.settings import Settings
+from omnicrm.store import conversations
+from omnicrm.store.tables import events
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _until(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _workers_of(parent: int) -> list[int]:
+    """Live `omnicrm worker` processes whose parent is `parent` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and b"worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_worker_process_decides_and_stops_with_serve(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    catalogue, scenarios = ROOT / "catalogue" / "events.yaml", ROOT / "scenarios"
+    container = bootstrap(
+        Settings(database_url=url, catalogue_file=catalogue, scenarios_dir=scenarios), migrate=True
+    )
+    with container.uow() as uow:
+        at = datetime.now(UTC)
+        auth.create_user(
+            uow.conn, username="ops", role="admin", password=None, branch=None, actor="t", now=at
+        )
+        token = auth.issue_token(uow.conn, username="ops", name="t", ttl=None, actor="t", now=at)
+        uow.commit()
+    port = _port()
+    env = {
+        **os.environ,
+        "OMNICRM_DATABASE_URL": url,
+        "OMNICRM_CATALOGUE_FILE": str(catalogue),
+        "OMNICRM_SCENARIOS_DIR": str(scenarios),
+        "OMNICRM_DECIDER_PROCESS": "true",
+    }
+    server = subprocess.Popen([sys.executable, "-m", "omnicrm", "serve", "--port", str(port)], env=env)
+    try:
+        assert _until(lambda: _healthy(port), 60)
+        body = {
+            "event_id": "served-1",
+            "type": "tariff_page.visited",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": "web",
+            "identifiers": {"cookie_id": "ck-served"},
+            "attributes": {"product_class": "card", "page": "/cards"},
+        }
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/events", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 201, response.text
+        with container.reader() as conn:
+            pk = conn.execute(select(events.c.id).where(events.c.event_id == "served-1")).scalar_one()
+
+        def handled() -> bool:
+            with container.reader() as conn:
+                return conversations.offsets_of(conn, "decider").get("decider", 0) >= pk
+
+        assert _until(handled, 60)  # nobody but the child process decides: the API workers do not
+        assert len(_workers_of(server.pid)) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        container.close()
+    assert _workers_of(server.pid) == []
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
