@@ -26,7 +26,7 @@ from typing import Any
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.partitions import COUNTS, Partition
 from omnicrm.services import decider
-from omnicrm.services.orchestration import Report
+from omnicrm.services.report import Report
 from omnicrm.settings import Settings
 
 log = logging.getLogger(__name__)

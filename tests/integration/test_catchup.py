@@ -17,8 +17,9 @@ from omnicrm.services import decider
 from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
-from omnicrm.store import conversations
-from omnicrm.store.tables import decisions, events, instances, offsets, outbox
+from omnicrm.store import offsets
+from omnicrm.store.tables import decisions, events, instances, outbox
+from omnicrm.store.tables import offsets as offsets_table
 
 NOW = datetime(2026, 10, 30, 9, 30, tzinfo=UTC)  # after the generated period; a weekday morning
 
@@ -74,13 +75,13 @@ def _outcome(container: Container) -> dict[str, list[tuple[Any, ...]]]:
 def _forget_decisions(container: Container) -> None:
     """Back to the imported data, nothing decided yet."""
     with container.engine.begin() as conn:
-        for table in (outbox, decisions, instances, offsets):
+        for table in (outbox, decisions, instances, offsets_table):
             conn.execute(delete(table))
 
 
 def _decider_offsets(container: Container) -> dict[str, int]:
     with container.reader() as conn:
-        return conversations.offsets_of(conn, decider.CONSUMER)
+        return offsets.offsets_of(conn, decider.CONSUMER)
 
 
 def _newest(container: Container) -> int:
@@ -132,7 +133,7 @@ def test_a_worker_that_lost_its_batch_to_another_writes_nothing(loaded: Containe
     part = Partition(1, 2)
     first = decider.consume(loaded.uow, loaded.library, limit=200, partition=part, upto=bound, now=NOW)
     with loaded.reader() as conn:
-        at = conversations.offsets_of(conn, decider.consumer_of(part))[decider.consumer_of(part)]
+        at = offsets.offsets_of(conn, decider.consumer_of(part))[decider.consumer_of(part)]
     assert first.scanned == 400  # a partition reads `limit` events per partition
     assert at > 0
     decider.drain(loaded.uow, loaded.library, now=NOW)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from omnicrm.bootstrap import bootstrap
 from omnicrm.services import auth
 from omnicrm.settings import Settings
-from omnicrm.store import conversations
+from omnicrm.store import offsets
 from omnicrm.store.tables import events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_the_worker_process_decides_and_stops_with_serve(tmp_path: Path) -> None
 
         def handled() -> bool:
             with container.reader() as conn:
-                return conversations.offsets_of(conn, "decider").get("decider", 0) >= pk
+                return offsets.offsets_of(conn, "decider").get("decider", 0) >= pk
 
         assert _until(handled, 60)  # nobody but the child process decides: the API workers do not
         assert len(_workers_of(server.pid)) == 1

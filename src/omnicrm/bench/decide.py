@@ -31,7 +31,7 @@ from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
-from omnicrm.store import conversations
+from omnicrm.store import offsets
 from omnicrm.store.tables import decisions, events
 
 
@@ -130,7 +130,7 @@ def _warm_up(container: Container, port: int, token: str, template: dict[str, An
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with container.reader() as conn:
-            if conversations.offsets_of(conn, decider.CONSUMER).get(decider.CONSUMER, 0) >= pk:
+            if offsets.offsets_of(conn, decider.CONSUMER).get(decider.CONSUMER, 0) >= pk:
                 return
         time.sleep(0.1)
     raise RuntimeError("the decision worker did not handle an event within 60 s")

@@ -25,8 +25,9 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.partitions import WHOLE, Partition
 from omnicrm.domain.scenarios import Library
-from omnicrm.services.orchestration import Batch, Report, advance_due, plan_due, plan_events
-from omnicrm.store import conversations, timeline
+from omnicrm.services.orchestration import Batch, advance_due, plan_due, plan_events
+from omnicrm.services.report import Report
+from omnicrm.store import conversations, offsets, timeline
 from omnicrm.store.leader import Leadership
 from omnicrm.store.uow import UnitOfWork
 
@@ -83,13 +84,13 @@ def consume(
     with _collector_paused():
         writer = uow()
         with writer.reading() as reader:
-            positions = conversations.offsets_of(reader.conn, consumer)
+            positions = offsets.offsets_of(reader.conn, consumer)
             if partition.whole and len(positions) > 1:
                 return Report()  # a parallel catch-up is under way: drain() finishes it first
             last = positions.get(consumer, 0 if partition.whole else None)
             if last is None:
                 return Report()  # a finished partition (folded back into the whole)
-            seen = conversations.versions(reader.conn, partition.slots)
+            seen = offsets.versions(reader.conn, partition.slots)
             rows = _queued(reader.conn, last, limit * partition.count, upto)
             if not rows:
                 return Report()
@@ -97,8 +98,8 @@ def consume(
             plan = plan_events(reader.conn, mine, library=library, now=moment) if mine else None
         with writer as work:
             if (
-                conversations.read_offset(work.conn, consumer, moment, create=partition.whole) != last
-                or conversations.versions(work.conn, partition.slots, lock=True) != seen
+                offsets.read_offset(work.conn, consumer, moment, create=partition.whole) != last
+                or offsets.versions(work.conn, partition.slots, lock=True) != seen
             ):
                 log.info("decision worker: state moved while deciding; the batch is decided again")
                 report = _consume_locked(work, library, limit, moment, partition, upto)
@@ -106,7 +107,7 @@ def consume(
                 return report
             if plan is not None:
                 plan.flush(work.conn)
-            conversations.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
+            offsets.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
             work.commit()
     return _done(plan, len(rows), moment)
 
@@ -130,7 +131,7 @@ def _consume_locked(
 ) -> Report:
     """The whole batch inside the writer's transaction `work`."""
     consumer = consumer_of(partition)
-    last = conversations.read_offset(work.conn, consumer, moment, create=partition.whole)
+    last = offsets.read_offset(work.conn, consumer, moment, create=partition.whole)
     if last is None:
         return Report()
     rows = _queued(work.conn, last, limit * partition.count, upto)
@@ -140,7 +141,7 @@ def _consume_locked(
     plan = plan_events(work.conn, mine, library=library, now=moment) if mine else None
     if plan is not None:
         plan.flush()
-    conversations.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
+    offsets.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
     work.commit()
     return _done(plan, len(rows), moment)
 
@@ -154,12 +155,12 @@ def fire_timers(
     with _collector_paused():
         writer = uow()
         with writer.reading() as reader:
-            seen = conversations.versions(reader.conn, WHOLE.slots)
+            seen = offsets.versions(reader.conn, WHOLE.slots)
             plan = plan_due(reader.conn, library=library, now=moment, limit=limit)
         if plan is None:
             return Report()
         with writer as work:
-            if conversations.versions(work.conn, WHOLE.slots, lock=True) != seen:
+            if offsets.versions(work.conn, WHOLE.slots, lock=True) != seen:
                 report = advance_due(work.conn, library=library, now=moment, limit=limit)
                 work.commit()
                 report.redone += 1
@@ -212,15 +213,15 @@ def split(uow: Callable[[], UnitOfWork], count: int) -> int | None:
     Until the partitions are folded back, the whole queue's consumers finish them first."""
     moment = datetime.now(UTC)
     with uow() as work:
-        if any(name != CONSUMER for name in conversations.offsets_of(work.conn, CONSUMER)):
+        if any(name != CONSUMER for name in offsets.offsets_of(work.conn, CONSUMER)):
             return None  # a catch-up is already under way
-        last = conversations.read_offset(work.conn, CONSUMER, moment)
+        last = offsets.read_offset(work.conn, CONSUMER, moment)
         assert last is not None
         bound = timeline.newest_pk(work.conn)
         if bound <= last:
             return None
         positions = {consumer_of(Partition(i, count)): last for i in range(count)}
-        conversations.set_offsets(work.conn, {**positions, UPTO: bound, CONSUMER: bound}, moment)
+        offsets.set_offsets(work.conn, {**positions, UPTO: bound, CONSUMER: bound}, moment)
         work.commit()
     return bound
 
@@ -228,7 +229,7 @@ def split(uow: Callable[[], UnitOfWork], count: int) -> int | None:
 def backlog(uow: Callable[[], UnitOfWork]) -> int:
     """How many events wait for the whole queue's consumer (by their pks: an upper bound)."""
     with uow().reading() as reader:
-        last = conversations.offsets_of(reader.conn, CONSUMER).get(CONSUMER, 0)
+        last = offsets.offsets_of(reader.conn, CONSUMER).get(CONSUMER, 0)
         return max(0, timeline.newest_pk(reader.conn) - last)
 
 
@@ -237,7 +238,7 @@ def resume_partitions(
 ) -> Report:
     """Finish (in this process, one after another) the partitions of a catch-up, then fold them."""
     with uow().reading() as reader:
-        positions = conversations.offsets_of(reader.conn, f"{CONSUMER}/")
+        positions = offsets.offsets_of(reader.conn, f"{CONSUMER}/")
     upto = positions.pop(UPTO, None)
     total = Report()
     if upto is None:
@@ -253,11 +254,11 @@ def resume_partitions(
 def fold(uow: Callable[[], UnitOfWork]) -> bool:
     """Drop the partitions' offsets once every one of them reached the bound; True if folded."""
     with uow() as work:
-        positions = conversations.offsets_of(work.conn, f"{CONSUMER}/")
+        positions = offsets.offsets_of(work.conn, f"{CONSUMER}/")
         upto = positions.pop(UPTO, None)
         if upto is None or any(_left(work.conn, value, upto) for value in positions.values()):
             return False
-        conversations.drop_offsets(work.conn, [*positions, UPTO])
+        offsets.drop_offsets(work.conn, [*positions, UPTO])
         work.commit()
     return True
 

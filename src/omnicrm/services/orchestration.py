@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,53 +23,10 @@ from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.services.facts import event_facts, live_customers, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.relevance import REACTION, by_trigger, involved
+from omnicrm.services.report import Report
 from omnicrm.store import conversations
 
 log = logging.getLogger(__name__)
-
-_COUNTS = (
-    "events",
-    "decisions",
-    "started",
-    "completed",
-    "messages",
-    "tasks",
-    "skipped",
-    "scanned",
-    "redone",
-    "timers",
-)
-
-
-@dataclass(slots=True)
-class Report:
-    events: int = 0
-    decisions: int = 0
-    started: int = 0
-    completed: int = 0
-    messages: int = 0
-    tasks: int = 0
-    skipped: int = 0
-    scanned: int = 0  # queued events read (a partition reads others' events too, and skips them)
-    redone: int = 0  # batches decided again under the write lock: the state moved while deciding
-    timers: int = 0  # expired timers handled
-    decided_at: list[datetime] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in _COUNTS}
-
-    @classmethod
-    def of(cls, counts: dict[str, int]) -> Report:
-        report = cls()
-        for name in _COUNTS:
-            setattr(report, name, counts.get(name, 0))
-        return report
-
-    def add(self, other: Report) -> None:
-        """Add `other`'s counts to these."""
-        for name in _COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 # Delivery reports say where a message is, not what the client did: they never resume a wait.
 STATUS_REPORTS = frozenset({"delivered"})

@@ -1,4 +1,4 @@
-"""Decisions, scenario instances, the outbox and consumer offsets."""
+"""Decisions, scenario instances, the outbox and the queued events they are decided from."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
-    delete,
     func,
     insert,
     select,
@@ -25,9 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.partitions import SLOTS, slot_of
+from omnicrm.store import offsets
 from omnicrm.store.profiles import chunks
-from omnicrm.store.tables import decisions, events, instances, offsets, outbox
+from omnicrm.store.tables import decisions, events, instances, outbox
 from omnicrm.store.types import UtcDateTime
 
 
@@ -178,53 +177,16 @@ _SAVE = (
 )
 
 
-# Counters (rows of the offsets table, one per customer slot) that every writer of scenario
-# instances moves in its transaction for the slots of the customers it wrote: a worker that decided
-# on a snapshot compares its slots' counters before writing what it decided.
-VERSION = "conversations@"
-
-
-def versions(conn: Connection, slots: Iterable[int], *, lock: bool = False) -> tuple[int, ...]:
-    """The counters of these slots (0: never written); `lock`: locked until the transaction ends."""
-    names = [f"{VERSION}{s}" for s in slots]
-    query = select(offsets.c.consumer, offsets.c.last_event_pk).where(offsets.c.consumer.in_(names))
-    found = dict(conn.execute(query.with_for_update() if lock else query).all())
-    return tuple(int(found.get(n, 0)) for n in names)
-
-
-def touch_conversations(
-    conn: Connection, customer_ids: Iterable[str] | None, now: datetime | None = None
-) -> None:
-    """Move the counters of these customers' slots (None: of every slot)."""
-    slots = range(SLOTS) if customer_ids is None else sorted({slot_of(c) for c in customer_ids})
-    names = [f"{VERSION}{s}" for s in slots]
-    if not names:
-        return
-    at = now or datetime.now(UTC)
-    existing = set(conn.execute(select(offsets.c.consumer).where(offsets.c.consumer.in_(names))).scalars())
-    if existing:
-        conn.execute(
-            update(offsets)
-            .where(offsets.c.consumer.in_(sorted(existing)))
-            .values(last_event_pk=offsets.c.last_event_pk + 1, updated_at=at)
-        )
-    missing = [n for n in names if n not in existing]
-    if missing:
-        conn.execute(
-            insert(offsets), [{"consumer": n, "last_event_pk": 1, "updated_at": at} for n in missing]
-        )
-
-
 def insert_instances(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        touch_conversations(conn, (r["customer_id"] for r in rows))
+        offsets.touch_conversations(conn, (r["customer_id"] for r in rows))
         bulk_insert(conn, instances, [{c: row.get(c) for c in _INSTANCE_COLUMNS} for row in rows])
 
 
 def save_instances(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Write the mutable state of many instances in one executemany."""
     if rows:
-        touch_conversations(conn, (r["customer_id"] for r in rows))
+        offsets.touch_conversations(conn, (r["customer_id"] for r in rows))
         conn.execute(_SAVE, [{"b_id": r["id"], **{f"b_{n}": r.get(n) for n in _MUTABLE}} for r in rows])
 
 
@@ -336,49 +298,6 @@ def outbox_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, dict[str, 
 def outbox_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
     query = select(outbox).where(outbox.c.customer_id == customer_id).order_by(outbox.c.id)
     return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def read_offset(conn: Connection, consumer: str, now: datetime, *, create: bool = True) -> int | None:
-    """The last event pk this consumer handled; the row is locked for the transaction. A consumer
-    without a row starts at 0 (`create`), or gets None."""
-    query = select(offsets.c.last_event_pk).where(offsets.c.consumer == consumer).with_for_update()
-    value = conn.execute(query).scalar_one_or_none()
-    if value is None:
-        if not create:
-            return None
-        conn.execute(insert(offsets).values(consumer=consumer, last_event_pk=0, updated_at=now))
-        return 0
-    return int(value)
-
-
-def offsets_of(conn: Connection, prefix: str) -> dict[str, int]:
-    """Every consumer row whose name starts with `prefix`, with its position."""
-    query = select(offsets.c.consumer, offsets.c.last_event_pk).where(offsets.c.consumer.startswith(prefix))
-    return {name: int(value) for name, value in conn.execute(query)}
-
-
-def set_offsets(conn: Connection, positions: dict[str, int], now: datetime) -> None:
-    """Create or move these consumers' rows."""
-    existing = set(
-        conn.execute(select(offsets.c.consumer).where(offsets.c.consumer.in_(positions))).scalars()
-    )
-    for name, value in positions.items():
-        if name in existing:
-            write_offset(conn, name, value, now)
-        else:
-            conn.execute(insert(offsets).values(consumer=name, last_event_pk=value, updated_at=now))
-
-
-def drop_offsets(conn: Connection, names: Iterable[str]) -> None:
-    conn.execute(delete(offsets).where(offsets.c.consumer.in_(sorted(names))))
-
-
-def write_offset(conn: Connection, consumer: str, last_event_pk: int, now: datetime) -> None:
-    conn.execute(
-        update(offsets)
-        .where(offsets.c.consumer == consumer)
-        .values(last_event_pk=last_event_pk, updated_at=now)
-    )
 
 
 # What the decision worker reads of each queued event (not received_at: parsing it costs, nobody reads it)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from omnicrm.store import conversations
+from omnicrm.store import offsets
 from omnicrm.store.tables import instances, library_generations, scenario_versions
 
 PUBLISH_LOCK = 4_242_002
@@ -77,7 +77,7 @@ def migrate_instances(
     conn: Connection, scenario_id: str, from_versions: list[int], to_version: int, steps: list[str]
 ) -> int:
     """Move running conversations to a new version when their current step exists there."""
-    conversations.touch_conversations(conn, None)
+    offsets.touch_conversations(conn, None)
     result = conn.execute(
         update(instances)
         .where(

@@ -18,8 +18,9 @@ from omnicrm.bootstrap import Container
 from omnicrm.services import customers, decider, explaining, ingest
 from omnicrm.services.contracts import ConsentIn, CustomerIn
 from omnicrm.services.decider import CONSUMER, consume, drain, fire_timers
-from omnicrm.services.orchestration import Report
+from omnicrm.services.report import Report
 from omnicrm.store import conversations
+from omnicrm.store import offsets as queue_offsets
 from omnicrm.store.tables import decisions, instances, offsets, outbox
 
 LOAN = "loan-application-reminder"
@@ -526,13 +527,14 @@ def test_failed_consume_leaves_nothing_and_the_retry_runs_once(
     loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
     before, offset = loop.totals(), loop.offset()
 
-    real: Callable[..., Any] = getattr(conversations, where)
+    module: Any = queue_offsets if where == "write_offset" else conversations
+    real: Callable[..., Any] = getattr(module, where)
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)  # the work is done in the transaction, then the process dies
         raise RuntimeError("crash")
 
-    monkeypatch.setattr(conversations, where, crash)
+    monkeypatch.setattr(module, where, crash)
     with pytest.raises(RuntimeError, match="crash"):
         loop.consume(T0)
     monkeypatch.undo()
