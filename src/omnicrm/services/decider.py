@@ -132,8 +132,8 @@ def _consume_locked(
     """The whole batch inside the writer's transaction `work`."""
     consumer = consumer_of(partition)
     last = offsets.read_offset(work.conn, consumer, moment, create=partition.whole)
-    if last is None:
-        return Report()
+    if last is None or (partition.whole and len(offsets.offsets_of(work.conn, CONSUMER)) > 1):
+        return Report()  # a finished partition, or a catch-up split the queue meanwhile
     rows = _queued(work.conn, last, limit * partition.count, upto)
     if not rows:
         return Report()

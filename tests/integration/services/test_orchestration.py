@@ -624,6 +624,29 @@ def test_a_conversation_moved_meanwhile_makes_the_batch_decided_again(
     assert len(loop.instances(cid)) == 1
 
 
+def test_a_queue_split_meanwhile_is_left_to_its_partitions(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel catch-up takes the queue while the whole queue's worker decides: the worker must not
+    go on past the catch-up's bound before the partitions are done (a newer event first)."""
+    _, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    later, later_cookie = loop.new_client()
+
+    def split_then_more() -> None:
+        assert decider.split(loop.container.uow, 2) is not None
+        loop.abandon(later_cookie, T0 - timedelta(minutes=1))  # after the bound
+
+    _meanwhile(monkeypatch, split_then_more)
+    assert loop.consume(T0).events == 0
+    assert loop.decisions(later) == []
+    monkeypatch.undo()
+
+    drained = drain(loop.container.uow, loop.container.library, now=T0)
+    assert drained.events == 2  # the partitions' event, then the newer one
+    assert len(loop.decisions(later)) == 1
+
+
 # ------------------------------------------------------------------------------------ timer backlog
 
 
