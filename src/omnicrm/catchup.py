@@ -83,8 +83,9 @@ def catch_up(
                 for future in futures:
                     total.add(Report.of(future.result()))
             decider.fold(container.uow)
-    rounds = timer_rounds
-    total.add(decider.drain(container.uow, library, limit=limit, now=now, timers=timers, timer_rounds=rounds))
+    total.add(
+        decider.drain(container.uow, library, limit=limit, now=now, timers=timers, timer_rounds=timer_rounds)
+    )
     return total
 
 

@@ -91,11 +91,9 @@ def consume(
             if last is None:
                 return Report()  # a finished partition (folded back into the whole)
             seen = offsets.versions(reader.conn, partition.slots)
-            rows = _queued(reader.conn, last, limit * partition.count, upto)
+            rows, plan = _plan(reader.conn, library, last, limit, moment, partition, upto)
             if not rows:
                 return Report()
-            mine = [r for r in rows if partition.owns(r["customer_id"])]
-            plan = plan_events(reader.conn, mine, library=library, now=moment) if mine else None
         with writer as work:
             if (
                 offsets.read_offset(work.conn, consumer, moment, create=partition.whole) != last
@@ -105,11 +103,37 @@ def consume(
                 report = _consume_locked(work, library, limit, moment, partition, upto)
                 report.redone += 1
                 return report
-            if plan is not None:
-                plan.flush(work.conn)
-            offsets.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
-            work.commit()
-    return _done(plan, len(rows), moment)
+            return _write(work, consumer, rows, plan, moment)
+
+
+def _plan(
+    conn: Connection,
+    library: Library,
+    last: int,
+    limit: int,
+    moment: datetime,
+    partition: Partition,
+    upto: int | None,
+) -> tuple[list[dict[str, Any]], Batch | None]:
+    """The next queued events after `last` (about `limit` of the partition's), and what the engine
+    decides on `partition`'s among them, read on `conn` (None: none of them is the partition's)."""
+    rows = _queued(conn, last, limit * partition.count, upto)
+    mine = [r for r in rows if partition.owns(r["customer_id"])]
+    return rows, plan_events(conn, mine, library=library, now=moment) if mine else None
+
+
+def _write(
+    work: UnitOfWork, consumer: str, rows: list[dict[str, Any]], plan: Batch | None, moment: datetime
+) -> Report:
+    """Write what a batch decided and move the consumer past its events, in `work`; commit."""
+    if plan is not None:
+        plan.flush(work.conn)
+    offsets.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
+    work.commit()
+    report = plan.report if plan is not None else Report()
+    report.scanned = len(rows)
+    report.decided_at.append(moment)
+    return report
 
 
 def _queued(conn: Connection, last: int, limit: int, upto: int | None) -> list[dict[str, Any]]:
@@ -117,13 +141,6 @@ def _queued(conn: Connection, last: int, limit: int, upto: int | None) -> list[d
     if upto is not None:
         bound = upto if bound is None else min(bound, upto)
     return conversations.events_after(conn, last, limit, upto=bound)
-
-
-def _done(plan: Batch | None, scanned: int, moment: datetime) -> Report:
-    report = plan.report if plan is not None else Report()
-    report.scanned = scanned
-    report.decided_at.append(moment)
-    return report
 
 
 def _consume_locked(
@@ -134,16 +151,10 @@ def _consume_locked(
     last = offsets.read_offset(work.conn, consumer, moment, create=partition.whole)
     if last is None or (partition.whole and len(offsets.offsets_of(work.conn, CONSUMER)) > 1):
         return Report()  # a finished partition, or a catch-up split the queue meanwhile
-    rows = _queued(work.conn, last, limit * partition.count, upto)
+    rows, plan = _plan(work.conn, library, last, limit, moment, partition, upto)
     if not rows:
         return Report()
-    mine = [r for r in rows if partition.owns(r["customer_id"])]
-    plan = plan_events(work.conn, mine, library=library, now=moment) if mine else None
-    if plan is not None:
-        plan.flush()
-    offsets.write_offset(work.conn, consumer, int(rows[-1]["id"]), moment)
-    work.commit()
-    return _done(plan, len(rows), moment)
+    return _write(work, consumer, rows, plan, moment)
 
 
 def fire_timers(
