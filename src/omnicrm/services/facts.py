@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,9 @@ from omnicrm.domain.policy import Policy
 from omnicrm.store import conversations
 from omnicrm.store.tables import consents, customers, products, segments
 
-_DECLINE_MEMORY = timedelta(days=365)
+DECLINE_MEMORY = timedelta(days=365)
+DECLINED = "crm.offer.declined"
+CONTACT_MEMORY_DAYS = 7  # the longest cap window (per week)
 
 
 # Only the columns the engine reads, as plain tuples: no whole rows, no per-row dicts.
@@ -85,9 +87,11 @@ def load_facts(
     policy: Policy,
     instance_rows: list[dict[str, Any]] | None = None,
     until: datetime | None = None,
+    before: int | None = None,
 ) -> dict[str, CustomerFacts]:
     """CustomerFacts for every live customer among `customer_ids` (instances may be passed in;
-    `until` leaves out events and contacts after it, for a replay on a simulated clock)."""
+    `until` leaves out events and contacts after it, for a replay on a simulated clock; `before`
+    leaves out events stored from that primary key on: the history as the event queue had it there)."""
     ids = sorted(set(customer_ids))
     people = [r for r in _tuples(conn, _PERSON, customers.c.id, ids) if r[-1] is None]  # merged: skip
     live = [r[0] for r in people]
@@ -105,20 +109,17 @@ def load_facts(
     recent: dict[str, list[EventFacts]] = defaultdict(list)
     since = now - timedelta(days=policy.interest_window_days)
     for cid, event_id, kind, at, channel, attributes in conversations.event_tuples(
-        conn, live, since, until=until
+        conn, live, since, until=until, before=before
     ):
         recent[cid].append(EventFacts(event_id, kind, at, channel, attributes))
     declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    declined = ("crm.offer.declined",)
     for cid, _, _, at, _, attributes in conversations.event_tuples(
-        conn, live, now - _DECLINE_MEMORY, declined, until=until
+        conn, live, now - DECLINE_MEMORY, (DECLINED,), until=until, before=before
     ):
-        product_class = str(attributes.get("product_class", ""))
-        held_at = declines[cid].get(product_class, at)
-        declines[cid][product_class] = max(held_at, at)
+        remember_decline(declines[cid], attributes, at)
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for cid, channel, purpose, at in conversations.contact_tuples(
-        conn, live, now - timedelta(days=7), until=until
+        conn, live, now - timedelta(days=CONTACT_MEMORY_DAYS), until=until
     ):
         contacts[cid].append((channel, purpose, at))
     runs: dict[str, list[InstanceFacts]] = defaultdict(list)
@@ -138,6 +139,12 @@ def load_facts(
         )
         for row in people
     }
+
+
+def remember_decline(declines: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
+    """Keep the latest decline per product class (what the cooling-off rule reads)."""
+    product_class = str(attributes.get("product_class", ""))
+    declines[product_class] = max(declines.get(product_class, at), at)
 
 
 def _customer(

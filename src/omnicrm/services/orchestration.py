@@ -9,18 +9,27 @@ resumes the conversation waiting for it; then the engine decides which scenarios
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Collection, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
-from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
+from omnicrm.domain.facts import Contact, CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.router import Advance, Effect, run
 from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.facts import event_facts, live_customers, load_facts
+from omnicrm.services.facts import (
+    CONTACT_MEMORY_DAYS,
+    DECLINE_MEMORY,
+    DECLINED,
+    event_facts,
+    live_customers,
+    load_facts,
+    remember_decline,
+)
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.relevance import REACTION, by_trigger, involved
 from omnicrm.services.report import Report
@@ -43,19 +52,30 @@ class _Work:
         now: datetime,
         instances: list[dict[str, Any]] | None = None,
         until: datetime | None = None,
+        before: int | None = None,
     ) -> None:
         """`instances` replaces the stored conversations of these customers and `until` hides events
-        and contacts after it (a what-if replay on a simulated clock)."""
+        and contacts after it (a what-if replay on a simulated clock); `before` hides events stored
+        from that primary key on (the batch's first event: each is added back as it is handled)."""
         self.conn, self.library, self.now = conn, library, now
         rows = conversations.instances_of(conn, customer_ids) if instances is None else instances
         self.facts = load_facts(
-            conn, customer_ids, now=now, policy=library.policy, instance_rows=rows, until=until
+            conn, customer_ids, now=now, policy=library.policy, instance_rows=rows, until=until, before=before
         )
         # customer id -> scenario id -> the active instance row (at most one, enforced by an index)
         self.active: dict[str, dict[str, dict[str, Any]]] = {}
         for row in rows:
             if row["status"] == "active":
                 self.active.setdefault(row["customer_id"], {})[row["scenario_id"]] = row
+        # instance id -> contacts of its messages not sent yet, which its goal withdraws: they must
+        # stop counting towards the caps at once, as they do in the next batch (read from the outbox)
+        self.withdrawable: dict[str, list[Contact]] = defaultdict(list)
+        if self.active:
+            since = now - timedelta(days=CONTACT_MEMORY_DAYS)
+            for instance_id, channel, purpose, at in conversations.pending_contacts(
+                conn, self.active, since, until
+            ):
+                self.withdrawable[instance_id].append((channel, purpose, at))
         self.decisions: list[dict[str, Any]] = []
         self.new: dict[str, dict[str, Any]] = {}  # instances started in this batch (inserted at flush)
         self.changed: dict[str, dict[str, Any]] = {}  # existing instances whose state moved
@@ -122,6 +142,7 @@ class _Work:
         self.save(row, status="completed", outcome=outcome, goal_reached=goal, due_at=None, ended_at=self.now)
         if goal:
             self.goal_met.add(row["id"])
+            self._withdraw(customer.id, self.withdrawable.pop(row["id"], []))
         self.active.get(row["customer_id"], {}).pop(row["scenario_id"], None)
         self._remember(customer, row, status="completed", goal=goal)
         self.report.completed += 1
@@ -247,9 +268,20 @@ class _Work:
                 self.report.tasks += 1
         self.messages.extend(rows)
         contacts = tuple((r["channel"], r["purpose"], self.now) for r in rows)
+        self.withdrawable[row["id"]].extend(contacts)
         self.facts[customer.id] = self.facts[customer.id].evolve(
             contacts=self.facts[customer.id].contacts + contacts
         )
+
+    def _withdraw(self, customer_id: str, withdrawn: list[Contact]) -> None:
+        """Forget contacts that will never be made (one counted contact per withdrawn message)."""
+        if not withdrawn:
+            return
+        kept = list(self.facts[customer_id].contacts)
+        for contact in withdrawn:
+            if contact in kept:
+                kept.remove(contact)
+        self.facts[customer_id] = self.facts[customer_id].evolve(contacts=tuple(kept))
 
     def _remember(
         self, customer: CustomerFacts, row: dict[str, Any], *, status: str, goal: bool = False
@@ -309,7 +341,7 @@ def plan_events(
     message_ids = [str(r["attributes"].get("message_id")) for r in rows if r["type"] == REACTION]
     sent = conversations.outbox_by_key(conn, message_ids) if message_ids else {}
     needed, options = involved(conn, library, rows, sent)
-    work = _Work(conn, library, needed, now)
+    work = _Work(conn, library, needed, now, before=rows[0]["id"] if rows else None)
     bystanders = live_customers(conn, {r["customer_id"] for r in rows} - needed)
     handle_events(work, rows, sent, bystanders=bystanders, options=options)
     return work
@@ -334,14 +366,8 @@ def handle_events(
     scenarios = list(library.current.values())
     triggers = by_trigger(scenarios)
     contexts: dict[str, Any] = {}  # customer id -> CEL context: profiles do not change within a batch
-    # The stored history already holds this batch's events: take them out and add each back as it
-    # is handled, so an event counts once and a later one is not seen early (batch size changes nothing)
-    pending = {r["event_id"] for r in rows}
-    for customer_id in {r["customer_id"] for r in rows} & facts.keys():
-        stored = facts[customer_id]
-        kept = tuple(e for e in stored.recent_events if e.event_id not in pending)
-        if len(kept) != len(stored.recent_events):
-            facts[customer_id] = stored.evolve(recent_events=kept)
+    _forget_stored(facts, rows)
+    remembered = now - timedelta(days=policy.interest_window_days)
     for at, row in enumerate(rows):
         customer_id = row["customer_id"]
         known = facts.get(customer_id)
@@ -350,7 +376,7 @@ def handle_events(
                 report.events += 1
             continue
         event = event_facts(row)
-        customer = facts[customer_id] = known.evolve(recent_events=(*known.recent_events, event))
+        customer = facts[customer_id] = _learn(known, event, remembered, now)
         report.events += 1
         work.goals(customer, event)
         if event.type == REACTION:
@@ -370,6 +396,31 @@ def handle_events(
                 joined = work.active.get(customer_id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
+
+
+def _forget_stored(facts: dict[str, CustomerFacts], rows: list[dict[str, Any]]) -> None:
+    """Facts loaded without a bound on the history (a replay) may hold this batch's events already:
+    take them out, so that each is added back as it is handled (an event counts once, a later one
+    is not seen early)."""
+    pending = {r["event_id"] for r in rows}
+    for customer_id in {r["customer_id"] for r in rows} & facts.keys():
+        stored = facts[customer_id]
+        kept = tuple(e for e in stored.recent_events if e.event_id not in pending)
+        if len(kept) != len(stored.recent_events):
+            facts[customer_id] = stored.evolve(recent_events=kept)
+
+
+def _learn(customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime) -> CustomerFacts:
+    """The facts once `event` is handled, as `load_facts` reads them from the history in the next
+    batch: the event among the recent ones if it is within the interest window, a decline
+    remembered for the cooling-off. So a batch's size never changes what is decided."""
+    declines = None
+    if event.type == DECLINED and event.occurred_at >= now - DECLINE_MEMORY:
+        declines = dict(customer.declines)
+        remember_decline(declines, event.attributes, event.occurred_at)
+    if event.occurred_at < remembered:
+        return customer if declines is None else customer.evolve(declines=declines)
+    return customer.evolve(recent_events=(*customer.recent_events, event), declines=declines)
 
 
 def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:

@@ -287,6 +287,25 @@ def contact_tuples(
     return [tuple(row) for row in fetch(conn, query)]
 
 
+def pending_contacts(
+    conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
+) -> list[tuple[str, str, str, datetime]]:
+    """(instance_id, channel, purpose, created_at) of the conversations' messages and tasks still
+    waiting to go out since `since`: those a reached goal withdraws (`cancel_pending`)."""
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return []
+    query = select(outbox.c.instance_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at).where(
+        among(conn, outbox.c.customer_id, wanted),
+        outbox.c.created_at >= since,
+        outbox.c.status.concat("") == "pending",  # as in cancel_pending: the customer index, please
+        outbox.c.instance_id.is_not(None),
+    )
+    if until is not None:
+        query = query.where(outbox.c.created_at <= until)
+    return [tuple(row) for row in fetch(conn, query)]
+
+
 def outbox_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for part in chunks(sorted(set(keys))):
@@ -330,9 +349,11 @@ def event_tuples(
     since: datetime,
     types: Iterable[str] = (),
     until: datetime | None = None,
+    before: int | None = None,
 ) -> list[tuple[str, str, str, datetime, str | None, dict[str, Any]]]:
     """(customer_id, event_id, type, occurred_at, channel, attributes) of these people's events since
-    `since` (and up to `until`), oldest first for each person."""
+    `since` (and up to `until`; stored before the event of primary key `before`), oldest first for
+    each person."""
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
@@ -349,4 +370,6 @@ def event_tuples(
         query = query.where(events.c.type.in_(kinds))
     if until is not None:
         query = query.where(events.c.occurred_at <= until)
+    if before is not None:
+        query = query.where(events.c.id < before)
     return [tuple(row) for row in fetch(conn, query.order_by(events.c.occurred_at, events.c.id))]

@@ -516,6 +516,110 @@ def test_frequency_cap_delays_the_third_commercial_contact(loop: Loop) -> None:
     assert [o["channel"] for o in loop.outbox(cid)] == ["sms", "sms", "webpush"]
 
 
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_message_withdrawn_by_the_goal_does_not_count_towards_the_cap(loop: Loop, same_batch: bool) -> None:
+    """The loan push is cancelled when the loan application completes: it was never sent, so the
+    card reminder that follows is the second contact of the day, not a third. The outcome must not
+    depend on whether the events are decided in one batch or in several."""
+    cid, cookie = loop.new_client()
+    with loop.container.uow() as uow:
+        uow.conn.execute(
+            insert(outbox),
+            {
+                "idempotency_key": f"earlier-{cid}",
+                "customer_id": cid,
+                "instance_id": None,
+                "kind": "message",
+                "channel": "sms",
+                "template": "x",
+                "purpose": "commercial",
+                "payload": {},
+                "status": "sent",
+                "available_at": T0 - 3 * H,
+                "created_at": T0 - 3 * H,
+            },
+        )
+        uow.commit()
+    loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
+    if not same_batch:
+        loop.consume(T0)
+    loop.emit(
+        cookie, "application.completed", T0, {"product_class": "consumer_loan", "application_id": "A-1"}
+    )
+    if not same_batch:
+        loop.consume(T0)
+    loop.abandon(cookie, T0, product_class="card")
+
+    loop.consume(T0)
+
+    assert [o["status"] for o in loop.outbox(cid) if o["channel"] == "webpush"] == ["cancelled", "pending"]
+    card = _only(loop.decisions(cid, "card-application-reminder"))
+    assert card["action"] == "contact", card["rules"]
+
+
+# ------------------------------------------------------------------------------------ batch size
+# A catch-up decides the same whatever its batch size or number of processes: the facts of each
+# event are the history as the queue had it there, whether read from the store or kept in memory.
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_an_event_queued_later_is_not_seen_early(loop: Loop, limit: int) -> None:
+    cid, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - H)
+    loop.emit(
+        cookie,
+        "application.completed",
+        T0 - H / 2,
+        {"product_class": "consumer_loan", "application_id": "A-1"},
+    )
+
+    loop.consume(T0, limit=limit)
+    loop.consume(T0)
+
+    decision = _only(loop.decisions(cid))
+    assert decision["action"] == "contact", decision["rules"]
+    assert _only(loop.instances(cid))["outcome"] == "goal_reached"
+
+
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_decline_counts_from_when_it_is_handled(loop: Loop, same_batch: bool) -> None:
+    cid, cookie = loop.new_client()
+    loop.abandon(cookie, T0 - H, product_class="card")
+    if not same_batch:
+        loop.consume(T0)
+    loop.emit(cookie, "crm.offer.declined", T0 - H / 2, {"product_class": "card"})
+    loop.abandon(cookie, T0 - H / 4, product_class="card")
+    loop.consume(T0)
+
+    before, after = loop.decisions(cid, "card-application-reminder")
+    assert before["action"] == "contact", before["rules"]
+    assert after["action"] == "suppress"
+    assert {r["rule"]: r["effect"] for r in after["rules"]}["cooling_off"] == "suppress"
+
+
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_goal_older_than_the_interest_window_is_forgotten_in_any_batch(
+    loop: Loop, same_batch: bool
+) -> None:
+    """Events older than the policy's interest window are not part of the facts read from the store;
+    kept in memory within a batch they must not count either."""
+    cid, cookie = loop.new_client()
+    days = timedelta(days=1)
+    loop.emit(
+        cookie,
+        "application.completed",
+        T0 - 16 * days,
+        {"product_class": "consumer_loan", "application_id": "A-1"},
+    )
+    if not same_batch:
+        loop.consume(T0)
+    loop.abandon(cookie, T0 - 20 * days)  # arrives late, from before the completion
+    loop.consume(T0)
+
+    decision = _only(loop.decisions(cid))
+    assert {r["rule"]: r["effect"] for r in decision["rules"]}["goal"] == "pass"
+
+
 # ------------------------------------------------------------------------------------ crash safety
 
 
