@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 # Below this many queued events one process is faster than starting others (~1 s each).
 MIN_EVENTS = 20_000
+# Events per batch while such a backlog is worked off. Each batch reads its people's facts once, and
+# over a long queue the same people come back batch after batch: on the bench data set (157,500
+# events, 2 processes) 2,000 -> 10,000 events per batch took 15.6 s -> 12.8 s, 20,000 took 11.4 s.
+# The write transaction grows with it (a few tenths of a second), which a bulk catch-up can afford.
+BACKLOG_BATCH = 20_000
 
 
 def _drain_partition(
@@ -55,6 +60,7 @@ def catch_up(
     *,
     processes: int,
     limit: int = decider.BATCH,
+    backlog_limit: int = BACKLOG_BATCH,
     min_events: int = MIN_EVENTS,
     now: datetime | None = None,
     timers: int = decider.TIMERS,
@@ -62,13 +68,16 @@ def catch_up(
 ) -> Report:
     """Drain the whole queue, with `processes` partitions in parallel when at least `min_events`
     wait (else, or with 1, in this process), then fire due timers (`timers` per transaction, for
-    `timer_rounds` transactions or until none is due); returns the totals. `now`: the clock of every
-    batch (default: the time each one starts)."""
+    `timer_rounds` transactions or until none is due); returns the totals. Batches hold `limit`
+    events, `backlog_limit` while at least `min_events` wait. `now`: the clock of every batch
+    (default: the time each one starts)."""
     if processes not in COUNTS:
         raise ValueError(f"processes: {processes} is not one of {', '.join(map(str, COUNTS))}")
     library = container.current_library()
     total = decider.resume_partitions(container.uow, library, limit=limit, now=now)
     queued = decider.backlog(container.uow)
+    if queued >= min_events:
+        limit = max(limit, backlog_limit)
     if processes > 1 and queued >= min_events:
         bound = decider.split(container.uow, processes)
         if bound is not None:

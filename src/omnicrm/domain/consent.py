@@ -43,18 +43,7 @@ def current_consents(
     entries: Iterable[ConsentEntry], *, is_client: bool, now: datetime | None = None
 ) -> dict[tuple[str, str], ConsentState]:
     """Fold the ledger into the state of every channel x purpose at `now` (entries dated later wait)."""
-    latest: dict[tuple[str, str], ConsentEntry] = {}
-    for entry in entries:
-        if now is not None and entry.effective_at > now:
-            continue
-        key = (entry.channel, entry.purpose)
-        held = latest.get(key)
-        if (
-            held is None
-            or entry.effective_at > held.effective_at
-            or (entry.effective_at == held.effective_at and not entry.granted)
-        ):
-            latest[key] = entry
+    latest = _latest(entries, now)
     state: dict[tuple[str, str], ConsentState] = {}
     for channel in CHANNELS:
         for purpose in PURPOSES:
@@ -68,3 +57,35 @@ def current_consents(
             else:
                 state[(channel, purpose)] = ConsentState(channel, purpose, False, "none", "default", None)
     return state
+
+
+_KEYS = tuple((channel, purpose) for channel in CHANNELS for purpose in PURPOSES)
+
+
+def granted_consents(
+    entries: Iterable[ConsentEntry], *, is_client: bool, now: datetime | None = None
+) -> dict[tuple[str, str], bool]:
+    """Only whether each channel x purpose is granted at `now` (what the decision engine reads):
+    the same fold as `current_consents`, without the provenance."""
+    latest = _latest(entries, now)
+    return {
+        key: last.granted if (last := latest.get(key)) is not None else (key[1] == "service" and is_client)
+        for key in _KEYS
+    }
+
+
+def _latest(entries: Iterable[ConsentEntry], now: datetime | None) -> dict[tuple[str, str], ConsentEntry]:
+    """The entry in force per (channel, purpose): latest `effective_at`, withdrawal on a tie."""
+    latest: dict[tuple[str, str], ConsentEntry] = {}
+    for entry in entries:
+        if now is not None and entry.effective_at > now:
+            continue
+        key = (entry.channel, entry.purpose)
+        held = latest.get(key)
+        if (
+            held is None
+            or entry.effective_at > held.effective_at
+            or (entry.effective_at == held.effective_at and not entry.granted)
+        ):
+            latest[key] = entry
+    return latest

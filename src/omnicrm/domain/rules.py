@@ -7,6 +7,7 @@ evaluated with its verdict. Their order here is the order in the explanation.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -44,7 +45,9 @@ class Situation:
         return "service" if self.scenario.purpose == "service" else "marketing"
 
 
+@functools.lru_cache(maxsize=4096)
 def _pass(rule: str, detail: str) -> RuleOutcome:
+    """A passed rule; outcomes are immutable, so every decision shares the same few."""
     return RuleOutcome(rule, "pass", detail)
 
 
@@ -186,16 +189,26 @@ def quiet_until(
 ) -> dt.datetime | None:
     """When quiet hours in the person's zone end, if `now` is inside them (silent service messages -
     e-mail and in-app - are not held)."""
-    zone = ZoneInfo(customer.timezone or "Europe/Kyiv")
-    local = now.astimezone(zone)
-    start, end = policy.quiet_hours.start, policy.quiet_hours.end
-    quiet = (local.time() >= start or local.time() < end) if start > end else (start <= local.time() < end)
-    if not quiet or (purpose == "service" and channel in ("inapp", "email")):
+    if purpose == "service" and channel in ("inapp", "email"):
         return None
+    zone = customer.timezone or "Europe/Kyiv"
+    return _quiet(now, zone, policy.quiet_hours.start, policy.quiet_hours.end)[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _quiet(
+    now: dt.datetime, zone_name: str, start: dt.time, end: dt.time
+) -> tuple[str, dt.datetime | None, str]:
+    """(local time as HH:MM, when quiet hours end if `now` is inside them, that end as local HH:MM).
+    A batch decides at one `now` for thousands of people in a few zones: each is worked out once."""
+    local = now.astimezone(ZoneInfo(zone_name))
+    quiet = (local.time() >= start or local.time() < end) if start > end else (start <= local.time() < end)
+    if not quiet:
+        return f"{local:%H:%M}", None, ""
     resume = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
     if resume <= local:
         resume += _DAY
-    return resume.astimezone(dt.UTC)
+    return f"{local:%H:%M}", resume.astimezone(dt.UTC), f"{resume:%H:%M}"
 
 
 def send_hold(
@@ -222,16 +235,13 @@ def send_hold(
 
 
 def quiet_hours(s: Situation) -> RuleOutcome:
-    zone = ZoneInfo(s.customer.timezone or "Europe/Kyiv")
-    local = s.now.astimezone(zone)
+    zone = s.customer.timezone or "Europe/Kyiv"
+    local, _, resume = _quiet(s.now, zone, s.policy.quiet_hours.start, s.policy.quiet_hours.end)
     until = quiet_until(s.customer, s.policy, s.now, s.scenario.purpose, s.channel)
     if until is None:
-        return _pass("quiet_hours", f"{local:%H:%M} local time is outside quiet hours")
+        return _pass("quiet_hours", f"{local} local time is outside quiet hours")
     return RuleOutcome(
-        "quiet_hours",
-        "delay",
-        f"{local:%H:%M} in {zone.key} is quiet time; waits until {until.astimezone(zone):%H:%M} local",
-        until,
+        "quiet_hours", "delay", f"{local} in {zone} is quiet time; waits until {resume} local", until
     )
 
 

@@ -155,12 +155,21 @@ class ScenarioSpec(_Strict):
         return next((loop for name in moving if (loop := visit(name, []))), None)
 
 
+EVENT_ONLY = frozenset({"event", "reaction"})
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """A CEL expression compiled once; `test` returns a bool or raises ValueError."""
 
     source: str
     program: Any
+    variables: frozenset[str] = frozenset()  # the variables it reads ("event", "customer", ...)
+
+    @property
+    def reads_event_only(self) -> bool:
+        """True when only the event (and the reaction) decide it, whoever the person is."""
+        return self.variables <= EVENT_ONLY
 
     def test(self, context: dict[str, Any] | cel.Context) -> bool:
         """Evaluate on a dict, or faster on a `cel_context` built once for several conditions."""
@@ -182,7 +191,8 @@ def compile_condition(source: str | None) -> Condition | None:
     """Compile a CEL expression; raises ValueError with the parser's message."""
     if source is None:
         return None
-    return Condition(source, cel.compile(source))
+    program = cel.compile(source)
+    return Condition(source, program, frozenset(program.variables()))
 
 
 @dataclass(frozen=True, slots=True)

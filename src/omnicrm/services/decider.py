@@ -33,10 +33,10 @@ from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 CONSUMER = "decider"
-# Events per batch when catching up. Each batch reads its people's facts once, so bigger batches
-# read less (1,000 -> 2,000 events: -10 % time over the bench data set; 5,000: -12 %), while its
-# write transaction (SQLite's one write lock) grows with it. A worker that keeps up sees far
-# smaller batches anyway.
+# Events per batch. Each batch reads its people's facts once, so bigger batches read less
+# (1,000 -> 2,000 events: -10 % time over the bench data set; 5,000: -12 %), while its write
+# transaction (SQLite's one write lock) grows with it. A worker that keeps up sees far smaller
+# batches anyway; a long backlog is worked off in bigger ones (catchup.BACKLOG_BATCH).
 BATCH = 2000
 # The worker beside the API takes smaller bites: its batches share the process (and the interpreter
 # lock) with the requests, and a short batch writes its decisions sooner.

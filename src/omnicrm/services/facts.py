@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.consent import ConsentEntry, current_consents
+from omnicrm.domain.consent import ConsentEntry, granted_consents
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.policy import Policy
 from omnicrm.store import conversations
@@ -160,7 +160,7 @@ def _customer(
 ) -> CustomerFacts:
     (cid, status, tier, language, zone, dnc, vulnerable, fraud, complaints, blacklist, preferred) = row[:11]
     window = (row[11], row[12])
-    state = current_consents(ledger, is_client=status == "client", now=now)
+    granted = granted_consents(ledger, is_client=status == "client", now=now)
     return CustomerFacts(
         id=cid,
         status=status,
@@ -173,7 +173,7 @@ def _customer(
         fraud_case_open=fraud,
         open_complaints=complaints,
         channel_blacklist=frozenset(blacklist or ()),
-        consents={key: s.granted for key, s in state.items()},
+        consents=granted,
         products=tuple(held),
         preferred_channel=preferred,
         contact_window=window if None not in window else None,

@@ -388,7 +388,10 @@ def handle_events(
             candidates = triggers.get(event.type) if options is None else options[at]
         if not candidates:
             continue
-        for decision in decide(facts[customer_id], event, candidates, policy, now, contexts):
+        pretested = options is not None
+        for decision in decide(
+            facts[customer_id], event, candidates, policy, now, contexts, pretested=pretested
+        ):
             instance_id = None
             if decision.starts_conversation:
                 instance_id = work.start(facts[customer_id], decision, event)

@@ -23,13 +23,6 @@ def by_trigger(scenarios: Iterable[Scenario]) -> dict[str, list[Scenario]]:
     return found
 
 
-_EVENT_ONLY = frozenset({"event", "reaction"})
-
-
-def _reads_event_only(when: Condition | None) -> bool:
-    return when is not None and set(when.program.variables()) <= _EVENT_ONLY
-
-
 def _may_trigger(
     candidates: list[tuple[Scenario, Condition | None, bool]], row: dict[str, Any]
 ) -> list[Scenario]:
@@ -66,7 +59,10 @@ def involved(
     answer no message of a conversation. Also, for each event, the scenarios it may trigger
     (None: a campaign event, which names its scenario)."""
     triggers = {
-        kind: [(s, s.trigger_when, _reads_event_only(s.trigger_when)) for s in scenarios]
+        kind: [
+            (s, s.trigger_when, s.trigger_when is not None and s.trigger_when.reads_event_only)
+            for s in scenarios
+        ]
         for kind, scenarios in by_trigger(library.current.values()).items()
     }
     goal_types = {s.goal_event for s in library.versions.values()}

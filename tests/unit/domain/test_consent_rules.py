@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnicrm.domain.consent import ConsentEntry, ConsentState, current_consents
+from omnicrm.domain.consent import ConsentEntry, ConsentState, current_consents, granted_consents
 from omnicrm.domain.vocabulary import CHANNELS, PURPOSES
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -142,3 +142,13 @@ def test_state_matches_the_documented_rule(ledger: list[ConsentEntry], is_client
         assert any(
             (e.granted, e.legal_basis, e.source) == (s.granted, s.legal_basis, s.source) for e in at_latest
         )
+
+
+@settings(max_examples=100, deadline=None)
+@given(ledger=st.lists(_ENTRIES, max_size=25), is_client=st.booleans(), offset=st.integers(-30, 30))
+def test_the_engine_s_short_fold_agrees_with_the_full_state(
+    ledger: list[ConsentEntry], is_client: bool, offset: int
+) -> None:
+    now = T0 + timedelta(days=offset)
+    full = current_consents(ledger, is_client=is_client, now=now)
+    assert granted_consents(ledger, is_client=is_client, now=now) == {k: s.granted for k, s in full.items()}
