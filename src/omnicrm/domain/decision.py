@@ -197,7 +197,6 @@ def event_context(
     context = contexts.get(customer.id)
     if context is None:
         context = contexts[customer.id] = cel_context({**customer.as_cel(), "reaction": ""})
-        with_event = True  # every variable is defined, as a condition may name any
     if with_event:
         context.add_variable("event", event.as_cel())
     return context

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.consent import ConsentEntry, granted_consents
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.policy import Policy
-from omnicrm.store import conversations
+from omnicrm.store import conversations, profiles
 from omnicrm.store.tables import consents, customers, products, segments
 
 DECLINE_MEMORY = timedelta(days=365)
@@ -54,7 +54,7 @@ _PRODUCTS = (products.c.customer_id, products.c.product_class, products.c.state)
 def _tuples(conn: Connection, columns: tuple[Any, ...], key: Any, ids: list[str]) -> list[Any]:
     if not ids:
         return []
-    return conversations.fetch(conn, select(*columns).where(conversations.among(conn, key, ids)))
+    return conversations.fetch(conn, select(*columns).where(profiles.among(conn, key, ids)))
 
 
 def live_customers(conn: Connection, customer_ids: Iterable[str]) -> set[str]:

@@ -9,15 +9,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    ARRAY,
     JSON,
-    ColumnElement,
     Select,
-    String,
     Table,
-    any_,
     bindparam,
-    func,
     insert,
     select,
     update,
@@ -25,22 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from omnicrm.store import offsets
-from omnicrm.store.profiles import chunks
+from omnicrm.store.profiles import among, chunks
 from omnicrm.store.tables import decisions, events, instances, outbox
 from omnicrm.store.types import UtcDateTime
-
-
-def among(conn: Connection, column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
-    """`column IN values` with the values in one bound parameter (a JSON array read by json_each on
-    SQLite, an array on PostgreSQL): compiled once and cached, instead of a placeholder rendered
-    per value on every execution, which cost more than the look-ups themselves for batches."""
-    wanted = sorted(set(values))
-    if conn.dialect.name == "sqlite":
-        array = bindparam(None, orjson.dumps(wanted).decode(), type_=String)
-        return column.in_(select(func.json_each(array).table_valued("value").c.value))
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, wanted, type_=ARRAY(String)))
-    return column.in_(wanted)
 
 
 def _utc_from_sqlite(text: str | None) -> datetime | None:

@@ -50,11 +50,14 @@ def descendants(conn: Connection, customer_id: str) -> set[str]:
 
 
 def give_back(conn: Connection, *, origin_ids: set[str], to_id: str) -> dict[str, int]:
-    """Return to `to_id` every child row first recorded on one of `origin_ids`."""
+    """Return to `to_id` every child row first recorded on one of `origin_ids` (and moved since: a row
+    still on its first profile stays; the test is what lets the events' partial index serve this)."""
     moved: dict[str, int] = {}
     for table in OWNED:
         result = conn.execute(
-            update(table).where(table.c.origin_id.in_(origin_ids)).values(customer_id=to_id)
+            update(table)
+            .where(table.c.origin_id.in_(origin_ids), table.c.origin_id != table.c.customer_id)
+            .values(customer_id=to_id)
         )
         moved[table.name] = result.rowcount
     return moved

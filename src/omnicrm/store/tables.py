@@ -158,7 +158,9 @@ events = Table(
     Column("attributes", Json, nullable=False),
 )
 Index("ix_events_timeline", events.c.customer_id, events.c.occurred_at, events.c.id)
-Index("ix_events_origin", events.c.origin_id)
+# Only the events a merge moved (unmerge gives them back): indexing every event cost ~13 % of ingestion.
+_MOVED = events.c.origin_id != events.c.customer_id
+Index("ix_events_moved", events.c.origin_id, sqlite_where=_MOVED, postgresql_where=_MOVED)
 Index("ix_events_type_time", events.c.type, events.c.occurred_at)
 
 merges = Table(

@@ -7,24 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from omnicrm.store.profiles import chunks
+from omnicrm.store.profiles import among
 from omnicrm.store.tables import customers, events
-
-# Built once with an expanding parameter: SQLAlchemy does not coerce each id of the IN list.
-_KNOWN_IDS = select(events.c.event_id, events.c.customer_id).where(
-    events.c.event_id.in_(bindparam("ids", expanding=True))
-)
 
 
 def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str]:
     """event_id -> customer_id for the ids already stored."""
-    found: dict[str, str] = {}
-    for part in chunks(event_ids, 500):
-        found.update((e, c) for e, c in conn.execute(_KNOWN_IDS, {"ids": list(part)}))
-    return found
+    if not event_ids:
+        return {}
+    query = select(events.c.event_id, events.c.customer_id).where(among(conn, events.c.event_id, event_ids))
+    return {event_id: customer_id for event_id, customer_id in conn.execute(query)}
 
 
 _COLUMNS = (
@@ -152,10 +147,11 @@ def page(
 def promote_to_client(conn: Connection, customer_ids: Iterable[str], now: datetime) -> None:
     """A prospect who opens a product becomes a client (and keeps his history)."""
     ids = sorted(set(customer_ids))
-    for part in chunks(ids):
+    if ids:
         conn.execute(
             update(customers)
-            .where(customers.c.id.in_(part), customers.c.status == "prospect")
+            # `status || ''` (the same test) keeps SQLite on the primary key, off the status index
+            .where(among(conn, customers.c.id, ids), customers.c.status.concat("") == "prospect")
             .values(status="client", updated_at=now)
         )
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from omnicrm.api import campaigns as campaign_routes
 from omnicrm.bootstrap import Container
 from omnicrm.domain.decision import CAMPAIGN_EVENT
 from omnicrm.services import campaign_launch as launching
 from omnicrm.store.tables import campaigns as campaigns_table
 from omnicrm.store.tables import events
 
+NOON = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 12:00 in Kyiv
 Headers = dict[str, str]
 Json = dict[str, Any]
 BODY: Json = {
@@ -116,8 +119,15 @@ def test_a_bad_campaign_is_refused_with_422_and_nothing_is_stored(
 
 
 def test_maker_checker_the_creator_cannot_approve_another_user_can(
-    client: TestClient, marketer: Headers, headers_for: Callable[[str], Headers], audience: list[str]
+    client: TestClient,
+    marketer: Headers,
+    headers_for: Callable[[str], Headers],
+    audience: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The dry run decides now: at noon in Kyiv, so that quiet hours (21:00-09:00) delay nobody,
+    # whenever the suite runs (it failed in the evening when it read the wall clock).
+    monkeypatch.setattr(campaign_routes, "_now", lambda: NOON)
     campaign_id = _post(client, "/v1/campaigns", marketer, BODY)["id"]
     early = client.post(f"/v1/campaigns/{campaign_id}:approve", headers=headers_for("compliance"))
     assert early.status_code == 409
