@@ -116,10 +116,19 @@ def _plan(
     upto: int | None,
 ) -> tuple[list[dict[str, Any]], Batch | None]:
     """The next queued events after `last` (about `limit` of the partition's), and what the engine
-    decides on `partition`'s among them, read on `conn` (None: none of them is the partition's)."""
-    rows = _queued(conn, last, limit * partition.count, upto)
-    mine = [r for r in rows if partition.owns(r["customer_id"])]
-    return rows, plan_events(conn, mine, library=library, now=moment) if mine else None
+    decides on `partition`'s among them, read on `conn` (None: none of them is the partition's).
+    The rows returned are the events passed over: whole for the whole queue; for a partition only
+    their id and owner, its own events being read in full apart."""
+    bound = timeline.committed_bound(conn)
+    if upto is not None:
+        bound = upto if bound is None else min(bound, upto)
+    if partition.whole:
+        rows = conversations.events_after(conn, last, limit, upto=bound)
+        return rows, plan_events(conn, rows, library=library, now=moment) if rows else None
+    owners = conversations.owners_after(conn, last, limit * partition.count, upto=bound)
+    mine = conversations.events_by_id(conn, [pk for pk, cid in owners if partition.owns(cid)])
+    passed = [{"id": pk, "customer_id": cid} for pk, cid in owners]
+    return passed, plan_events(conn, mine, library=library, now=moment) if mine else None
 
 
 def _write(
@@ -134,13 +143,6 @@ def _write(
     report.scanned = len(rows)
     report.decided_at.append(moment)
     return report
-
-
-def _queued(conn: Connection, last: int, limit: int, upto: int | None) -> list[dict[str, Any]]:
-    bound = timeline.committed_bound(conn)
-    if upto is not None:
-        bound = upto if bound is None else min(bound, upto)
-    return conversations.events_after(conn, last, limit, upto=bound)
 
 
 def _consume_locked(

@@ -10,13 +10,18 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Select,
+    String,
     Table,
+    any_,
     bindparam,
+    func,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from omnicrm.store import offsets
@@ -304,6 +309,30 @@ def outbox_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
 # What the decision worker reads of each queued event (not received_at: parsing it costs, nobody reads it)
 _QUEUED = tuple(c for c in events.c if c.key != "received_at")
 _QUEUED_KEYS = tuple(c.key for c in _QUEUED)
+
+
+def owners_after(
+    conn: Connection, last_pk: int, limit: int, upto: int | None = None
+) -> list[tuple[int, str]]:
+    """(id, customer_id) of the next queued events: what a partition reads to find its own, before
+    reading only those in full (`events_by_id`), not every event's attributes."""
+    query = select(events.c.id, events.c.customer_id).where(events.c.id > last_pk).order_by(events.c.id)
+    if upto is not None:
+        query = query.where(events.c.id <= upto)
+    return [(pk, cid) for pk, cid in conn.execute(query.limit(limit)).all()]
+
+
+def events_by_id(conn: Connection, pks: list[int]) -> list[dict[str, Any]]:
+    """Queued events by primary key, in queue order."""
+    if not pks:
+        return []
+    if conn.dialect.name == "postgresql":
+        wanted: Any = events.c.id == any_(bindparam(None, pks, type_=ARRAY(BigInteger)))
+    else:  # the keys in one JSON parameter, as `among` does
+        array = bindparam(None, orjson.dumps(pks).decode(), type_=String)
+        wanted = events.c.id.in_(select(func.json_each(array).table_valued("value").c.value))
+    query = select(*_QUEUED).where(wanted).order_by(events.c.id)
+    return [dict(zip(_QUEUED_KEYS, row, strict=True)) for row in fetch(conn, query)]
 
 
 def events_after(conn: Connection, last_pk: int, limit: int, upto: int | None = None) -> list[dict[str, Any]]:
