@@ -182,3 +182,28 @@ def _customer(
         contacts=tuple(contacts),
         instances=tuple(runs),
     )
+
+
+def forget_stored(facts: dict[str, CustomerFacts], rows: list[dict[str, Any]]) -> None:
+    """Facts loaded without a bound on the history (a replay) may hold this batch's events already:
+    take them out, so that each is added back as it is handled (an event counts once, a later one
+    is not seen early)."""
+    pending = {r["event_id"] for r in rows}
+    for customer_id in {r["customer_id"] for r in rows} & facts.keys():
+        stored = facts[customer_id]
+        kept = tuple(e for e in stored.recent_events if e.event_id not in pending)
+        if len(kept) != len(stored.recent_events):
+            facts[customer_id] = stored.evolve(recent_events=kept)
+
+
+def learn(customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime) -> CustomerFacts:
+    """The facts once `event` is handled, as `load_facts` reads them from the history in the next
+    batch: the event among the recent ones if it is within the interest window, a decline
+    remembered for the cooling-off. So a batch's size never changes what is decided."""
+    declines = None
+    if event.type == DECLINED and event.occurred_at >= now - DECLINE_MEMORY:
+        declines = dict(customer.declines)
+        remember_decline(declines, event.attributes, event.occurred_at)
+    if event.occurred_at < remembered:
+        return customer if declines is None else customer.evolve(declines=declines)
+    return customer.evolve(recent_events=(*customer.recent_events, event), declines=declines)

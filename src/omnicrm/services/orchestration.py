@@ -23,12 +23,11 @@ from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
 from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.services.facts import (
     CONTACT_MEMORY_DAYS,
-    DECLINE_MEMORY,
-    DECLINED,
     event_facts,
+    forget_stored,
+    learn,
     live_customers,
     load_facts,
-    remember_decline,
 )
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.relevance import REACTION, by_trigger, involved
@@ -366,7 +365,7 @@ def handle_events(
     scenarios = list(library.current.values())
     triggers = by_trigger(scenarios)
     contexts: dict[str, Any] = {}  # customer id -> CEL context: profiles do not change within a batch
-    _forget_stored(facts, rows)
+    forget_stored(facts, rows)
     remembered = now - timedelta(days=policy.interest_window_days)
     for at, row in enumerate(rows):
         customer_id = row["customer_id"]
@@ -376,7 +375,7 @@ def handle_events(
                 report.events += 1
             continue
         event = event_facts(row)
-        customer = facts[customer_id] = _learn(known, event, remembered, now)
+        customer = facts[customer_id] = learn(known, event, remembered, now)
         report.events += 1
         work.goals(customer, event)
         if event.type == REACTION:
@@ -399,31 +398,6 @@ def handle_events(
                 joined = work.active.get(customer_id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
-
-
-def _forget_stored(facts: dict[str, CustomerFacts], rows: list[dict[str, Any]]) -> None:
-    """Facts loaded without a bound on the history (a replay) may hold this batch's events already:
-    take them out, so that each is added back as it is handled (an event counts once, a later one
-    is not seen early)."""
-    pending = {r["event_id"] for r in rows}
-    for customer_id in {r["customer_id"] for r in rows} & facts.keys():
-        stored = facts[customer_id]
-        kept = tuple(e for e in stored.recent_events if e.event_id not in pending)
-        if len(kept) != len(stored.recent_events):
-            facts[customer_id] = stored.evolve(recent_events=kept)
-
-
-def _learn(customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime) -> CustomerFacts:
-    """The facts once `event` is handled, as `load_facts` reads them from the history in the next
-    batch: the event among the recent ones if it is within the interest window, a decline
-    remembered for the cooling-off. So a batch's size never changes what is decided."""
-    declines = None
-    if event.type == DECLINED and event.occurred_at >= now - DECLINE_MEMORY:
-        declines = dict(customer.declines)
-        remember_decline(declines, event.attributes, event.occurred_at)
-    if event.occurred_at < remembered:
-        return customer if declines is None else customer.evolve(declines=declines)
-    return customer.evolve(recent_events=(*customer.recent_events, event), declines=declines)
 
 
 def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:
