@@ -76,9 +76,10 @@ def catch_up(
     library = container.current_library()
     total = decider.resume_partitions(container.uow, library, limit=limit, now=now)
     queued = decider.backlog(container.uow)
-    if queued >= min_events:
+    long_queue = queued >= min_events
+    if long_queue:
         limit = max(limit, backlog_limit)
-    if processes > 1 and queued >= min_events:
+    if processes > 1 and long_queue:
         bound = decider.split(container.uow, processes)
         if bound is not None:
             log.info("catch-up: %d queued events split among %d processes", queued, processes)

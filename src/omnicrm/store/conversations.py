@@ -10,18 +10,13 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Select,
-    String,
     Table,
-    any_,
     bindparam,
-    func,
     insert,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from omnicrm.store import offsets
@@ -326,12 +321,7 @@ def events_by_id(conn: Connection, pks: list[int]) -> list[dict[str, Any]]:
     """Queued events by primary key, in queue order."""
     if not pks:
         return []
-    if conn.dialect.name == "postgresql":
-        wanted: Any = events.c.id == any_(bindparam(None, pks, type_=ARRAY(BigInteger)))
-    else:  # the keys in one JSON parameter, as `among` does
-        array = bindparam(None, orjson.dumps(pks).decode(), type_=String)
-        wanted = events.c.id.in_(select(func.json_each(array).table_valued("value").c.value))
-    query = select(*_QUEUED).where(wanted).order_by(events.c.id)
+    query = select(*_QUEUED).where(among(conn, events.c.id, pks)).order_by(events.c.id)
     return [dict(zip(_QUEUED_KEYS, row, strict=True)) for row in fetch(conn, query)]
 
 

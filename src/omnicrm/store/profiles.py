@@ -7,7 +7,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, String, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
@@ -17,16 +28,20 @@ Pair = tuple[str, str]
 _CHUNK = 400
 
 
-def among(conn: Connection, column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
-    """`column IN values` with the values in one bound parameter (a JSON array read by json_each on
-    SQLite, an array on PostgreSQL): compiled once and cached, instead of a placeholder rendered
-    per value on every execution, which cost more than the look-ups themselves for batches."""
-    wanted = sorted(set(values))
+def among(
+    conn: Connection, column: ColumnElement[Any], values: Iterable[str] | Iterable[int]
+) -> ColumnElement[bool]:
+    """`column IN values` (text, or integer keys) with the values in one bound parameter (a JSON
+    array read by json_each on SQLite, an array on PostgreSQL): compiled once and cached, instead of
+    a placeholder rendered per value on every execution, which cost more than the look-ups
+    themselves for batches."""
+    wanted: list[Any] = sorted(set(values))
     if conn.dialect.name == "sqlite":
         array = bindparam(None, orjson.dumps(wanted).decode(), type_=String)
         return column.in_(select(func.json_each(array).table_valued("value").c.value))
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, wanted, type_=ARRAY(String)))
+        element = BigInteger if wanted and isinstance(wanted[0], int) else String
+        return column == any_(bindparam(None, wanted, type_=ARRAY(element)))
     return column.in_(wanted)
 
 

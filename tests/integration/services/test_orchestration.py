@@ -112,6 +112,30 @@ class Loop:
             ingest.ingest(uow.conn, prepared, actor="test", now=latest)
             uow.commit()
 
+    def sent_earlier(self, cid: str, times: list[datetime]) -> None:
+        """Commercial SMS already sent to this client at `times` (they count towards the caps)."""
+        with self.container.uow() as uow:
+            uow.conn.execute(
+                insert(outbox),
+                [
+                    {
+                        "idempotency_key": f"earlier-{cid}-{n}",
+                        "customer_id": cid,
+                        "instance_id": None,
+                        "kind": "message",
+                        "channel": "sms",
+                        "template": "x",
+                        "purpose": "commercial",
+                        "payload": {},
+                        "status": "sent",
+                        "available_at": at,
+                        "created_at": at,
+                    }
+                    for n, at in enumerate(times)
+                ],
+            )
+            uow.commit()
+
     def abandon(self, cookie: str, at: datetime, *, product_class: str = "consumer_loan") -> str:
         attrs = {"product_class": product_class, "application_id": "A-1", "last_step": "documents"}
         return self.emit(cookie, "application.abandoned", at, attrs)
@@ -479,27 +503,7 @@ def test_vulnerable_client_is_escalated_to_a_person(loop: Loop) -> None:
 
 def test_frequency_cap_delays_the_third_commercial_contact(loop: Loop) -> None:
     cid, cookie = loop.new_client()
-    with loop.container.uow() as uow:
-        uow.conn.execute(
-            insert(outbox),
-            [
-                {
-                    "idempotency_key": f"earlier-{cid}-{n}",
-                    "customer_id": cid,
-                    "instance_id": None,
-                    "kind": "message",
-                    "channel": "sms",
-                    "template": "x",
-                    "purpose": "commercial",
-                    "payload": {},
-                    "status": "sent",
-                    "available_at": T0 - (3 - n) * H,
-                    "created_at": T0 - (3 - n) * H,
-                }
-                for n in range(2)
-            ],
-        )
-        uow.commit()
+    loop.sent_earlier(cid, [T0 - 3 * H, T0 - 2 * H])
     loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
 
     loop.consume(T0)
@@ -522,24 +526,7 @@ def test_a_message_withdrawn_by_the_goal_does_not_count_towards_the_cap(loop: Lo
     card reminder that follows is the second contact of the day, not a third. The outcome must not
     depend on whether the events are decided in one batch or in several."""
     cid, cookie = loop.new_client()
-    with loop.container.uow() as uow:
-        uow.conn.execute(
-            insert(outbox),
-            {
-                "idempotency_key": f"earlier-{cid}",
-                "customer_id": cid,
-                "instance_id": None,
-                "kind": "message",
-                "channel": "sms",
-                "template": "x",
-                "purpose": "commercial",
-                "payload": {},
-                "status": "sent",
-                "available_at": T0 - 3 * H,
-                "created_at": T0 - 3 * H,
-            },
-        )
-        uow.commit()
+    loop.sent_earlier(cid, [T0 - 3 * H])
     loop.abandon(cookie, T0 - 5 * timedelta(minutes=1))
     if not same_batch:
         loop.consume(T0)
