@@ -19,8 +19,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from omnicrm.bootstrap import Container, bootstrap
@@ -55,6 +58,16 @@ def _drain_partition(
     return report.counts()
 
 
+def _start_method() -> BaseContext:
+    """How the partitions' processes start. A fork starts in milliseconds with every module
+    imported; a spawned process imports and reads the library first (~1 s). Forking copies the
+    threads' state half-way, so only a process with one thread forks (`omnicrm decide`, the bench;
+    the worker has its campaign scheduler), and only on Linux (macOS's system libraries refuse it)."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def catch_up(
     container: Container,
     *,
@@ -82,10 +95,16 @@ def catch_up(
     if processes > 1 and long_queue:
         bound = decider.split(container.uow, processes)
         if bound is not None:
-            log.info("catch-up: %d queued events split among %d processes", queued, processes)
-            spawn = multiprocessing.get_context("spawn")  # no forked engine or thread state
             dumped = container.settings.model_dump()
-            with ProcessPoolExecutor(max_workers=processes, mp_context=spawn) as pool:
+            container.engine.dispose()  # no database connection (nor the checkpoint thread) crosses a fork
+            context = _start_method()
+            log.info(
+                "catch-up: %d queued events split among %d processes (%s)",
+                queued,
+                processes,
+                context.get_start_method(),
+            )
+            with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
                 futures = [
                     pool.submit(_drain_partition, dumped, index, processes, bound, limit, now)
                     for index in range(processes)

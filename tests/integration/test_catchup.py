@@ -3,6 +3,9 @@ decided once, and a catch-up a dead process left behind finished before anything
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,9 +92,32 @@ def _newest(container: Container) -> int:
         return int(conn.execute(select(func.max(events.c.id))).scalar_one())
 
 
-def test_two_processes_decide_what_one_does(loaded: Container) -> None:
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request: pytest.FixtureRequest, _containers: dict[str, Container]) -> Iterator[str]:
+    """A process with one thread forks its partitions' processes; one with another thread running
+    (the worker's campaign scheduler) spawns them."""
+    if request.param == "fork":
+        for other in _containers.values():  # the other backend's SQLite checkpoint thread
+            other.engine.dispose()
+        yield "fork"
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="a scheduler")
+    thread.start()
+    try:
+        yield "spawn"
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_two_processes_decide_what_one_does(
+    loaded: Container, start_method: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # in small batches (97 events) against one batch of all 1,800: neither changes what is decided
-    parallel = catch_up(loaded, processes=2, min_events=0, limit=97, backlog_limit=97, now=NOW)
+    with caplog.at_level(logging.INFO, logger="omnicrm.catchup"):
+        parallel = catch_up(loaded, processes=2, min_events=0, limit=97, backlog_limit=97, now=NOW)
+    assert f"split among 2 processes ({start_method})" in caplog.text
     split = _outcome(loaded)
     assert _decider_offsets(loaded) == {decider.CONSUMER: _newest(loaded)}  # folded back
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import offsets
 from omnicrm.store.tables import decisions, events
+
+START = datetime(2026, 8, 1, tzinfo=UTC)  # the generated data set covers 90 days from here
+# Every run decides at one moment: noon UTC (14:00 in Kyiv) the day after the data set ends. At the
+# real clock the figures would depend on the hour (at night quiet hours turn contacts into delays).
+DECIDED_AT = START + timedelta(days=90, hours=12)
 
 
 def _import(container: Container, files: dict[str, Path]) -> None:
@@ -58,7 +63,7 @@ def _drained(url: str, batch: int | None, processes: int) -> Result:
     (the time includes starting them)."""
     container = bootstrap(_settings(url))
     started = time.perf_counter()
-    report = catch_up(container, processes=processes, limit=batch or decider.BATCH)
+    report = catch_up(container, processes=processes, limit=batch or decider.BATCH, now=DECIDED_AT)
     seconds = time.perf_counter() - started
     container.close()
     return report.events, report.decisions, seconds
@@ -207,9 +212,7 @@ def run(
     if it answers at `pg_url` or the configured bench URL) and event-to-decision latency. `batch`:
     events per drain transaction (default: the decision worker's). The catch-up runs in one process
     and in `processes` (0: as many as cores)."""
-    dataset = generate(
-        seed=42, size=DatasetSize(customers, events, interactions), start=datetime(2026, 8, 1, tzinfo=UTC)
-    )
+    dataset = generate(seed=42, size=DatasetSize(customers, events, interactions), start=START)
     with tempfile.TemporaryDirectory(prefix="omnicrm-bench-") as tmp:
         work = Path(tmp)
         files = write_dataset(dataset, work)
