@@ -3,9 +3,12 @@ decided once, and a catch-up a dead process left behind finished before anything
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from omnicrm.domain.partitions import Partition
 from omnicrm.services import decider
 from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.report import Report
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import offsets
 from omnicrm.store.tables import decisions, events, instances, outbox
@@ -92,32 +96,73 @@ def _newest(container: Container) -> int:
         return int(conn.execute(select(func.max(events.c.id))).scalar_one())
 
 
-@pytest.fixture(params=["fork", "spawn"])
-def start_method(request: pytest.FixtureRequest, _containers: dict[str, Container]) -> Iterator[str]:
-    """A process with one thread forks its partitions' processes; one with another thread running
-    (the worker's campaign scheduler) spawns them."""
-    if request.param == "fork":
-        for other in _containers.values():  # the other backend's SQLite checkpoint thread
-            other.engine.dispose()
-        yield "fork"
-        return
+# The catch-up as `omnicrm decide` runs it: in a fresh process whose only thread is the main one.
+_FRESH_PROCESS = """
+import json, logging, sys
+from datetime import datetime
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from omnicrm.bootstrap import bootstrap
+from omnicrm.catchup import catch_up
+container = bootstrap()
+report = catch_up(
+    container, processes=2, min_events=0, limit=97, backlog_limit=97, now=datetime.fromisoformat(sys.argv[1])
+)
+print(json.dumps(report.counts()))
+"""
+
+
+def _parallel(container: Container, start_method: str) -> tuple[Report, str]:
+    """Two processes catch up, started by `start_method`; returns the totals and the log."""
+    if start_method == "fork":
+        settings = container.settings
+        env = {
+            **os.environ,
+            "OMNICRM_DATABASE_URL": settings.database_url,
+            "OMNICRM_CATALOGUE_FILE": str(settings.catalogue_file),
+            "OMNICRM_SCENARIOS_DIR": str(settings.scenarios_dir),
+            "OMNICRM_ENV": settings.env,
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", _FRESH_PROCESS, NOW.isoformat()],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return Report.of(json.loads(done.stdout.splitlines()[-1])), done.stderr
+    # a process with a second thread running (the worker's campaign scheduler) spawns them
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name="a scheduler")
     thread.start()
+    handler, logger = _Remember(), logging.getLogger("omnicrm.catchup")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
-        yield "spawn"
+        report = catch_up(container, processes=2, min_events=0, limit=97, backlog_limit=97, now=NOW)
     finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
         stop.set()
         thread.join()
+    return report, "\n".join(handler.lines)
 
 
-def test_two_processes_decide_what_one_does(
-    loaded: Container, start_method: str, caplog: pytest.LogCaptureFixture
-) -> None:
+class _Remember(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_two_processes_decide_what_one_does(loaded: Container, start_method: str) -> None:
     # in small batches (97 events) against one batch of all 1,800: neither changes what is decided
-    with caplog.at_level(logging.INFO, logger="omnicrm.catchup"):
-        parallel = catch_up(loaded, processes=2, min_events=0, limit=97, backlog_limit=97, now=NOW)
-    assert f"split among 2 processes ({start_method})" in caplog.text
+    parallel, log = _parallel(loaded, start_method)
+    assert f"split among 2 processes ({start_method})" in log
     split = _outcome(loaded)
     assert _decider_offsets(loaded) == {decider.CONSUMER: _newest(loaded)}  # folded back
 
