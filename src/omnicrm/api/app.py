@@ -114,9 +114,16 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(PanGuard)
-    for router in (admin.router, customers.router, events.router, conversations.router, scenarios.router):
+    # Routes are matched in order: the hot intake routes come first.
+    for router in (
+        events.router,
+        admin.router,
+        customers.router,
+        conversations.router,
+        scenarios.router,
+        campaigns.router,
+    ):
         app.include_router(router)
-    app.include_router(campaigns.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
 from omnicrm.store.checkpoint import FALLBACK_PAGES, Checkpointer
+from omnicrm.store.write_gate import WriteGate
 
 WRITE = {"omnicrm_write": True}
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The gate the writers of this engine's SQLite file queue at (None: no file, or PostgreSQL)."""
+    return _GATES.get(engine)
 
 
 def _dumps(value: Any) -> str:
@@ -35,6 +43,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
     on_file = bool(parsed.database) and parsed.database != ":memory:" and "mode=memory" not in url
     checkpointer = Checkpointer(str(parsed.database)) if on_file else None
+    if on_file:
+        _GATES[engine] = WriteGate(str(parsed.database))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

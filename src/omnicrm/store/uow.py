@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from types import TracebackType
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from omnicrm.store.db import WRITE
+from omnicrm.store.db import WRITE, write_gate
 
 
 class UnitOfWork:
@@ -19,6 +20,7 @@ class UnitOfWork:
     def __init__(self, engine: Engine, *, write: bool = True) -> None:
         self.engine, self.write = engine, write
         self._conn: Connection | None = None
+        self._stack = ExitStack()
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self.engine, write=False)
@@ -34,9 +36,16 @@ class UnitOfWork:
         return self.engine.dialect.name
 
     def __enter__(self) -> UnitOfWork:
-        conn = self.engine.connect()
-        self._conn = conn.execution_options(**WRITE) if self.write else conn
-        self._conn.begin()
+        gate = write_gate(self.engine) if self.write else None
+        if gate is not None:
+            self._stack.enter_context(gate.held())
+        try:
+            conn = self.engine.connect()
+            self._conn = conn.execution_options(**WRITE) if self.write else conn
+            self._conn.begin()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def commit(self) -> None:
@@ -46,7 +55,8 @@ class UnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            if conn.in_transaction():
-                conn.rollback()
-            conn.close()
+        with self._stack:  # the gate opens for the next writer once this one has finished
+            if conn is not None:
+                if conn.in_transaction():
+                    conn.rollback()
+                conn.close()
