@@ -17,6 +17,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -50,15 +51,33 @@ def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# Every (kind, value) pair of a batch in one bound parameter, joined to the primary key: one
+# statement per batch, whatever the mix of identifier kinds (SQLite: the pairs drive the join).
+_OWNERS = {
+    "sqlite": text(
+        "SELECT i.kind, i.value, i.customer_id, i.origin_id FROM json_each(:pairs) AS p "
+        "CROSS JOIN identifiers AS i "
+        "ON i.kind = json_extract(p.value, '$[0]') AND i.value = json_extract(p.value, '$[1]')"
+    ),
+    "postgresql": text(
+        "SELECT i.kind, i.value, i.customer_id, i.origin_id "
+        "FROM unnest(CAST(:kinds AS varchar[]), CAST(:values AS varchar[])) AS p(kind, value) "
+        "JOIN identifiers AS i ON i.kind = p.kind AND i.value = p.value"
+    ),
+}
+
+
 def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, str]]:
     """(kind, value) -> (customer_id, origin_id) for every pair that is known."""
-    # One `kind = ? AND value IN (...)` per kind: SQLite scans the whole table for a row-value IN.
-    found: dict[Pair, tuple[str, str]] = {}
-    columns = (identifiers.c.value, identifiers.c.customer_id, identifiers.c.origin_id)
-    for kind, values in _by_first(pairs).items():
-        query = select(*columns).where(identifiers.c.kind == kind, among(conn, identifiers.c.value, values))
-        found.update(((kind, value), (cid, origin)) for value, cid, origin in conn.execute(query))
-    return found
+    wanted = list(dict.fromkeys(pairs))
+    if not wanted:
+        return {}
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(_OWNERS["sqlite"], {"pairs": orjson.dumps(wanted).decode()})
+    else:
+        kinds, values = zip(*wanted, strict=True)
+        rows = conn.execute(_OWNERS["postgresql"], {"kinds": list(kinds), "values": list(values)})
+    return {(kind, value): (cid, origin) for kind, value, cid, origin in rows}
 
 
 def _by_first(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
