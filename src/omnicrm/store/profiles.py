@@ -10,7 +10,9 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Select,
     String,
+    and_,
     any_,
     bindparam,
     delete,
@@ -44,6 +46,25 @@ def among(
         element = BigInteger if wanted and isinstance(wanted[0], int) else String
         return column == any_(bindparam(None, wanted, type_=ARRAY(element)))
     return column.in_(wanted)
+
+
+def among_bound(
+    column: ColumnElement[Any], name: str, *, integer: bool = False
+) -> dict[str, ColumnElement[bool]]:
+    """`among` for a statement built once, per dialect: the values come at execution, as the
+    parameter `name` given by `bound_values`. A statement built and keyed per call costs several
+    times the look-up itself on the single-event intake path."""
+    listed = func.json_each(bindparam(name, type_=String)).table_valued("value")
+    return {
+        "sqlite": column.in_(select(listed.c.value)),
+        "postgresql": column == any_(bindparam(name, type_=ARRAY(BigInteger if integer else String))),
+    }
+
+
+def bound_values(conn: Connection, values: Iterable[str] | Iterable[int]) -> Any:
+    """The distinct values for an `among_bound` parameter on this connection's database."""
+    wanted: list[Any] = sorted(set(values))
+    return orjson.dumps(wanted).decode() if conn.dialect.name == "sqlite" else wanted
 
 
 def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -184,16 +205,52 @@ def products_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def _products_by_contract() -> dict[str, Select[Any]]:
+    pairs = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("p")
+    wanted = (
+        func.unnest(bindparam("classes", type_=ARRAY(String)), bindparam("numbers", type_=ARRAY(String)))
+        .table_valued("product_class", "contract_number")
+        .render_derived(name="w")
+    )
+    return {
+        "sqlite": select(products).select_from(
+            pairs.join(
+                products,
+                and_(
+                    products.c.product_class == func.json_extract(pairs.c.value, "$[0]"),
+                    products.c.contract_number == func.json_extract(pairs.c.value, "$[1]"),
+                ),
+            )
+        ),
+        "postgresql": select(products).select_from(
+            wanted.join(
+                products,
+                and_(
+                    products.c.product_class == wanted.c.product_class,
+                    products.c.contract_number == wanted.c.contract_number,
+                ),
+            )
+        ),
+    }
+
+
+_PRODUCTS_BY_CONTRACT = _products_by_contract()
+
+
 def products_by_contract(
     conn: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for product_class, numbers in _by_first(keys).items():
-        query = select(products).where(
-            products.c.product_class == product_class, among(conn, products.c.contract_number, numbers)
-        )
-        found.update(((r.product_class, r.contract_number), dict(r._mapping)) for r in conn.execute(query))
-    return found
+    """(product class, contract number) -> product row, for the keys that exist; one statement."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    if conn.dialect.name == "sqlite":
+        params: dict[str, Any] = {"pairs": orjson.dumps(wanted).decode()}
+    else:
+        classes, numbers = zip(*wanted, strict=True)
+        params = {"classes": list(classes), "numbers": list(numbers)}
+    rows = conn.execute(_PRODUCTS_BY_CONTRACT[conn.dialect.name], params)
+    return {(r.product_class, r.contract_number): dict(r._mapping) for r in rows}
 
 
 def insert_products(conn: Connection, rows: list[dict[str, Any]]) -> None:

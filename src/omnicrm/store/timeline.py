@@ -7,19 +7,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from omnicrm.store.profiles import among
+from omnicrm.store.profiles import among_bound, bound_values
 from omnicrm.store.tables import customers, events
+
+_KNOWN_EVENT_IDS = {
+    dialect: select(events.c.event_id, events.c.customer_id).where(clause)
+    for dialect, clause in among_bound(events.c.event_id, "event_ids").items()
+}
 
 
 def known_event_ids(conn: Connection, event_ids: Sequence[str]) -> dict[str, str]:
     """event_id -> customer_id for the ids already stored."""
     if not event_ids:
         return {}
-    query = select(events.c.event_id, events.c.customer_id).where(among(conn, events.c.event_id, event_ids))
-    return {event_id: customer_id for event_id, customer_id in conn.execute(query)}
+    rows = conn.execute(_KNOWN_EVENT_IDS[conn.dialect.name], {"event_ids": bound_values(conn, event_ids)})
+    return {event_id: customer_id for event_id, customer_id in rows}
 
 
 _COLUMNS = (
@@ -144,31 +149,39 @@ def page(
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+_PROMOTE = {
+    dialect: update(customers)
+    # `status || ''` (the same test) keeps SQLite on the primary key, off the status index
+    .where(clause, customers.c.status.concat("") == "prospect")
+    .values(status="client", updated_at=bindparam("now"))
+    for dialect, clause in among_bound(customers.c.id, "ids").items()
+}
+_COMPLAINTS = (
+    update(customers)
+    .where(customers.c.id == bindparam("cid"))
+    .values(
+        # a resolution without its registration (late or missing) never takes the count below 0
+        open_complaints=case(
+            (customers.c.open_complaints + bindparam("delta") < 0, 0),
+            else_=customers.c.open_complaints + bindparam("delta"),
+        ),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def promote_to_client(conn: Connection, customer_ids: Iterable[str], now: datetime) -> None:
     """A prospect who opens a product becomes a client (and keeps his history)."""
-    ids = sorted(set(customer_ids))
+    ids = set(customer_ids)
     if ids:
-        conn.execute(
-            update(customers)
-            # `status || ''` (the same test) keeps SQLite on the primary key, off the status index
-            .where(among(conn, customers.c.id, ids), customers.c.status.concat("") == "prospect")
-            .values(status="client", updated_at=now)
-        )
+        conn.execute(_PROMOTE[conn.dialect.name], {"ids": bound_values(conn, ids), "now": now})
 
 
 def adjust_complaints(conn: Connection, deltas: dict[str, int], now: datetime) -> None:
-    for customer_id, delta in deltas.items():
-        if delta:
-            conn.execute(
-                update(customers)
-                .where(customers.c.id == customer_id)
-                .values(open_complaints=customers.c.open_complaints + delta, updated_at=now)
-            )
-            conn.execute(
-                update(customers)
-                .where(customers.c.id == customer_id, customers.c.open_complaints < 0)
-                .values(open_complaints=0)
-            )
+    """Move each customer's open-complaint count by its delta, in one executemany."""
+    moves = [{"cid": cid, "delta": delta, "now": now} for cid, delta in deltas.items() if delta]
+    if moves:
+        conn.execute(_COMPLAINTS, moves)
 
 
 def events_between(
