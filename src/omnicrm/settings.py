@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     decider_process: bool = False  # `omnicrm serve` runs it as a child process, not a thread in the API
     decider_idle_ms: float = Field(default=200.0, ge=1, le=60_000)
     decider_poll_ms: float = Field(default=20.0, ge=1, le=10_000)  # the child process looks this often
+    opentelemetry: bool = False  # FastAPI's OpenTelemetry spans and metrics (providers set up by the bank)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

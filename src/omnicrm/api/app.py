@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi.telemetry import TelemetryConfig
 
 from omnicrm import __version__
 from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
@@ -63,6 +64,9 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
     )
 
 
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
 def create_app(container: Container) -> FastAPI:
     """Build the API around an already wired container."""
     decider = DecisionWorker(
@@ -106,6 +110,9 @@ def create_app(container: Container) -> FastAPI:
         description="Unified client profile, event intake, CRM timeline, explainable decisions, scenario "
         "conversations and campaigns for a bank's communications.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry looks up the global providers on every request even when
+        # nothing is configured (~5 % of a single-event request): on only when asked for.
+        telemetry=None if container.settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.container = container
     app.state.writer = writer
