@@ -27,9 +27,9 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(default=1000, ge=1, le=1000)
     publish_on_start: bool = True  # publish changed scenario files when the service starts
     decide_in_process: bool = True  # the API also runs the decision worker (embedded mode)
-    decider_process: bool = False  # `omnicrm serve` runs it as a child process, not a thread in the API
+    decider_process: bool = True  # `omnicrm serve` runs it as a child process, not a thread in the API
     decider_idle_ms: float = Field(default=200.0, ge=1, le=60_000)
-    decider_poll_ms: float = Field(default=20.0, ge=1, le=10_000)  # the child process looks this often
+    decider_poll_ms: float = Field(default=200.0, ge=1, le=10_000)  # the child looks this often unless rung
     opentelemetry: bool = False  # FastAPI's OpenTelemetry spans and metrics (providers set up by the bank)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -1,7 +1,9 @@
-"""`omnicrm serve` with the decision worker as a child process: it decides, and it stops with serve."""
+"""`omnicrm serve` runs the decision worker as a child process: rung by commits, it decides at once, and it
+stops with serve."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from omnicrm.bootstrap import bootstrap
 from omnicrm.services import auth
 from omnicrm.settings import Settings
 from omnicrm.store import offsets
+from omnicrm.store.leader import DECIDER
 from omnicrm.store.tables import events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,11 +77,13 @@ def test_the_worker_process_decides_and_stops_with_serve(tmp_path: Path) -> None
         "OMNICRM_DATABASE_URL": url,
         "OMNICRM_CATALOGUE_FILE": str(catalogue),
         "OMNICRM_SCENARIOS_DIR": str(scenarios),
-        "OMNICRM_DECIDER_PROCESS": "true",
+        "OMNICRM_DECIDER_POLL_MS": "10000",  # a child that only polled would answer in up to 10 s
     }
     server = subprocess.Popen([sys.executable, "-m", "omnicrm", "serve", "--port", str(port)], env=env)
     try:
         assert _until(lambda: _healthy(port), 60)
+        assert _until(lambda: _leader_lock_taken(tmp_path / "served.db"), 60)
+        time.sleep(1)  # its first look found nothing: it waits now
         body = {
             "event_id": "served-1",
             "type": "tariff_page.visited",
@@ -98,13 +103,25 @@ def test_the_worker_process_decides_and_stops_with_serve(tmp_path: Path) -> None
             with container.reader() as conn:
                 return offsets.offsets_of(conn, "decider").get("decider", 0) >= pk
 
-        assert _until(handled, 60)  # nobody but the child process decides: the API workers do not
+        # nobody but the child process decides (the API workers do not), rung awake by the commit
+        assert _until(handled, 5)
         assert len(_workers_of(server.pid)) == 1
     finally:
         server.terminate()
         server.wait(timeout=30)
         container.close()
     assert _workers_of(server.pid) == []
+
+
+def _leader_lock_taken(database: Path) -> bool:
+    fd = os.open(f"{database}.lock-{DECIDER}", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops the lock if this took it
+    return False
 
 
 def _healthy(port: int) -> bool:

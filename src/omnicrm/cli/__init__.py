@@ -31,6 +31,7 @@ from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import accounts, profiles
 from omnicrm.store import migrate as migrations
+from omnicrm.store.doorbell import Doorbell
 from omnicrm.store.leader import Leadership
 
 app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args_is_help=True)
@@ -288,12 +289,14 @@ def worker(
     container = open_container()
     count = _processes(processes)
     leadership = Leadership(container.engine)
+    doorbell = Doorbell(container.engine)  # rung by the API's commits: no waiting out the pause
     signal.signal(signal.SIGTERM, _interrupted)  # `serve` stops it so: finish cleanly, like Ctrl-C
     scheduler = CampaignScheduler(
         container.uow,
         container.current_library,
         container.catalogue,
         interval_s=container.settings.campaign_poll_s,
+        after_batch=doorbell.ring,
     )
     scheduler.start()
     console.print("decision worker and campaign scheduler running; Ctrl-C stops them")
@@ -302,13 +305,15 @@ def worker(
             if not leadership.acquire():
                 time.sleep(1)  # another worker decides on this database; stand by
                 continue
+            doorbell.listen()
             report = catch_up(container, processes=count, timers=decider.LIVE_TIMERS, timer_rounds=1)
             if not report.scanned and not report.timers:
-                time.sleep(idle_ms / 1000)
+                doorbell.wait(idle_ms / 1000)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
         scheduler.stop()
+        doorbell.close()
         leadership.release()
 
 

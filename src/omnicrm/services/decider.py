@@ -28,6 +28,7 @@ from omnicrm.domain.scenarios import Library
 from omnicrm.services.orchestration import Batch, advance_due, plan_due, plan_events
 from omnicrm.services.report import Report
 from omnicrm.store import conversations, offsets, timeline
+from omnicrm.store.doorbell import Doorbell
 from omnicrm.store.leader import Leadership
 from omnicrm.store.uow import UnitOfWork
 
@@ -288,7 +289,9 @@ class DecisionWorker:
         self, uow: Callable[[], UnitOfWork], library: Callable[[], Library], *, idle_s: float
     ) -> None:
         self.uow, self.library, self.idle_s = uow, library, idle_s
-        self.leadership = Leadership(uow().engine)  # one deciding process per database
+        engine = uow().engine
+        self.leadership = Leadership(engine)  # one deciding process per database
+        self.doorbell = Doorbell(engine)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -307,7 +310,11 @@ class DecisionWorker:
         self.leadership.release()
 
     def nudge(self) -> None:
+        """New events are committed: wake the decision worker - this thread if it decides here,
+        else the process that does (`omnicrm worker`, or the one `serve` starts)."""
         self._wake.set()
+        if not self.leadership.held:
+            self.doorbell.ring()
 
     def _run(self) -> None:
         busy = False
