@@ -8,6 +8,8 @@ single-event requests a second.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from omnicrm.domain.errors import DomainError
 from omnicrm.services.ingest import IngestResult, Prepared, ingest
@@ -29,7 +32,19 @@ Outcome = tuple[str, str, str | None]
 class _Job:
     item: Prepared
     actor: str
-    future: Future[Outcome]
+    future: Future[Outcome] | asyncio.Future[Outcome]
+    loop: asyncio.AbstractEventLoop | None = None  # set for an asyncio future
+
+
+def _settle(settled: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]]) -> None:
+    """Runs on the event loop: answer every request of the batch that waited on this loop."""
+    for future, outcome, error in settled:
+        if future.done():  # the request was cancelled (client gone): nothing to tell
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)  # type: ignore[arg-type]
 
 
 class GroupCommitWriter:
@@ -59,9 +74,18 @@ class GroupCommitWriter:
             self._thread = None
 
     def submit(self, item: Prepared, actor: str) -> Future[Outcome]:
+        """Queue one event; the future is settled once it is committed (or refused)."""
         future: Future[Outcome] = Future()
         self._queue.put(_Job(item, actor, future))
         return future
+
+    async def write(self, item: Prepared, actor: str) -> Outcome:
+        """`submit` for a request handler: the whole batch is answered with one wake-up of the
+        event loop, instead of one thread-safe hand-over per request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put(_Job(item, actor, future, loop))
+        return await future
 
     def _run(self) -> None:
         while True:
@@ -90,14 +114,30 @@ class GroupCommitWriter:
             if len(batch) == 1:
                 if not isinstance(exc, DomainError):
                     log.exception("event %s could not be stored", batch[0].item.event_id)
-                batch[0].future.set_exception(exc)
+                self._answer(batch, {}, exc)
                 return
             for job in batch:
                 self._write([job])
             return
         self.after_commit()
+        self._answer(batch, results, None)
+
+    @staticmethod
+    def _answer(batch: list[_Job], results: dict[str, Outcome], error: BaseException | None) -> None:
+        on_loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for job in batch:
-            job.future.set_result(results[job.item.event_id])
+            outcome = None if error is not None else results[job.item.event_id]
+            if job.loop is None:
+                assert isinstance(job.future, Future)
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
+                    job.future.set_result(outcome)  # type: ignore[arg-type]
+            else:
+                on_loops.setdefault(job.loop, []).append((job.future, outcome, error))
+        for loop, settled in on_loops.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop (shutting down): nobody waits
+                loop.call_soon_threadsafe(_settle, settled)
 
     def _commit(self, batch: list[_Job]) -> dict[str, Outcome]:
         now = datetime.now(UTC)

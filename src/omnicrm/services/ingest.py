@@ -56,12 +56,21 @@ class IngestResult:
 
 
 def prepare_one(
-    raw: object, index: int, catalogue: Catalogue, kinds: frozenset[str], *, system: bool = False
+    raw: object,
+    index: int,
+    catalogue: Catalogue,
+    kinds: frozenset[str],
+    *,
+    system: bool = False,
+    pan_scanned: bool = False,
 ) -> Prepared | list[ItemError]:
     """Validate one raw item against the envelope, the catalogue and the identifier rules. Types
-    the catalogue marks `system_only` are accepted only from omnicrm itself (`system`)."""
+    the catalogue marks `system_only` are accepted only from omnicrm itself (`system`).
+    `pan_scanned`: the caller already refused any card number in the item (the API's PAN guard
+    scans every request body), so it is not scanned twice."""
     # One scan of the serialised item (JSON punctuation keeps fields apart); paths only on a hit.
-    pans = list(find_pan_paths(raw)) if contains_pan(orjson.dumps(raw, default=str).decode()) else []
+    scan = not pan_scanned and contains_pan(orjson.dumps(raw, default=str).decode())
+    pans = list(find_pan_paths(raw)) if scan else []
     if pans:
         return [
             ItemError(index, p, "looks like a payment card number; card numbers are never accepted")
@@ -114,13 +123,18 @@ def prepare_one(
 
 
 def prepare(
-    raw_items: Sequence[object], catalogue: Catalogue, kinds: frozenset[str], *, system: bool = False
+    raw_items: Sequence[object],
+    catalogue: Catalogue,
+    kinds: frozenset[str],
+    *,
+    system: bool = False,
+    pan_scanned: bool = False,
 ) -> list[Prepared]:
     """Validate a whole batch; raises InvalidInput listing every bad item (index, field, reason)."""
     prepared: list[Prepared] = []
     errors: list[ItemError] = []
     for index, raw in enumerate(raw_items):
-        result = prepare_one(raw, index, catalogue, kinds, system=system)
+        result = prepare_one(raw, index, catalogue, kinds, system=system, pan_scanned=pan_scanned)
         if isinstance(result, Prepared):
             prepared.append(result)
         else:
