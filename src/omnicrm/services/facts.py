@@ -51,15 +51,24 @@ _LEDGER = (
 _PRODUCTS = (products.c.customer_id, products.c.product_class, products.c.state)
 
 
+_MERGED = (customers.c.id, customers.c.merged_into)
+
+
 def _tuples(conn: Connection, columns: tuple[Any, ...], key: Any, ids: list[str]) -> list[Any]:
+    """`columns` of the rows whose `key` is among `ids`; one statement per (columns, key) for good."""
     if not ids:
         return []
-    return conversations.fetch(conn, select(*columns).where(profiles.among(conn, key, ids)))
+    dialect = conn.dialect.name
+    query = profiles.shaped(
+        ("facts", columns, key, dialect),
+        lambda: select(*columns).where(profiles.among_bound(key, "ids")[dialect]),
+    )
+    return conversations.fetch(conn, query, {"ids": profiles.bound_values(conn, ids)})
 
 
 def live_customers(conn: Connection, customer_ids: Iterable[str]) -> set[str]:
     """Those of `customer_ids` that exist and are not merged into another profile."""
-    rows = _tuples(conn, (customers.c.id, customers.c.merged_into), customers.c.id, sorted(set(customer_ids)))
+    rows = _tuples(conn, _MERGED, customers.c.id, sorted(set(customer_ids)))
     return {cid for cid, merged in rows if merged is None}
 
 

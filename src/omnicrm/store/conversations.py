@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from omnicrm.store import offsets
-from omnicrm.store.profiles import among, chunks
+from omnicrm.store.profiles import among, among_bound, bound_values, chunks, shaped
 from omnicrm.store.tables import decisions, events, instances, outbox
 from omnicrm.store.types import UtcDateTime
 
@@ -36,13 +36,13 @@ def _utc_from_sqlite(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def fetch(conn: Connection, query: Select[Any]) -> list[Any]:
+def fetch(conn: Connection, query: Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
     """All rows of a Core select, as sequences to unpack (hot paths read thousands per batch).
 
     On SQLite the driver's rows are converted here with SQLAlchemy's own result processor of each
     column (UtcDateTime's with the faster equivalent above), without building a Row per row: the
     same values at half the cost."""
-    result = conn.execute(query)
+    result = conn.execute(query, params)
     if conn.dialect.name != "sqlite":
         return list(result.all())
     dialect = conn.dialect
@@ -176,8 +176,17 @@ def instances_of(conn: Connection, customer_ids: Iterable[str]) -> list[dict[str
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
-    query = select(instances).where(among(conn, instances.c.customer_id, wanted)).order_by(instances.c.id)
-    return [dict(zip(_INSTANCE_COLUMNS, row, strict=True)) for row in fetch(conn, query)]
+    dialect = conn.dialect.name
+    query = shaped(
+        ("instances_of", dialect),
+        lambda: (
+            select(instances)
+            .where(among_bound(instances.c.customer_id, "ids")[dialect])
+            .order_by(instances.c.id)
+        ),
+    )
+    rows = fetch(conn, query, {"ids": bound_values(conn, wanted)})
+    return [dict(zip(_INSTANCE_COLUMNS, row, strict=True)) for row in rows]
 
 
 def active_of(conn: Connection, customer_ids: Iterable[str]) -> list[tuple[str, str, int]]:
@@ -186,9 +195,16 @@ def active_of(conn: Connection, customer_ids: Iterable[str]) -> list[tuple[str, 
     if not wanted:
         return []
     columns = (instances.c.customer_id, instances.c.scenario_id, instances.c.scenario_version)
+    dialect = conn.dialect.name
     # Status is tested here: in SQL it leads SQLite to walk the timer index over every running one.
-    query = select(*columns, instances.c.status).where(among(conn, instances.c.customer_id, wanted))
-    return [(cid, sid, version) for cid, sid, version, status in fetch(conn, query) if status == "active"]
+    query = shaped(
+        ("active_of", dialect),
+        lambda: select(*columns, instances.c.status).where(
+            among_bound(instances.c.customer_id, "ids")[dialect]
+        ),
+    )
+    rows = fetch(conn, query, {"ids": bound_values(conn, wanted)})
+    return [(cid, sid, version) for cid, sid, version, status in rows if status == "active"]
 
 
 def due_instances(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -251,6 +267,11 @@ def recent_contacts(
     return [dict(zip(keys, row, strict=True)) for row in contact_tuples(conn, customer_ids, since, until)]
 
 
+def _window(conn: Connection, wanted: list[str], since: datetime, until: datetime | None) -> dict[str, Any]:
+    params = {"ids": bound_values(conn, wanted), "since": since}
+    return params if until is None else {**params, "until": until}
+
+
 def contact_tuples(
     conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
 ) -> list[tuple[str, str, str, datetime]]:
@@ -258,15 +279,20 @@ def contact_tuples(
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
-    query = select(outbox.c.customer_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at)
-    query = query.where(
-        among(conn, outbox.c.customer_id, wanted),
-        outbox.c.created_at >= since,
-        outbox.c.status != "cancelled",
-    )
-    if until is not None:
-        query = query.where(outbox.c.created_at <= until)
-    return [tuple(row) for row in fetch(conn, query)]
+    dialect = conn.dialect.name
+
+    def build() -> Select[Any]:
+        query = select(outbox.c.customer_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at)
+        query = query.where(
+            among_bound(outbox.c.customer_id, "ids")[dialect],
+            outbox.c.created_at >= bindparam("since"),
+            outbox.c.status != "cancelled",
+        )
+        return query if until is None else query.where(outbox.c.created_at <= bindparam("until"))
+
+    query = shaped(("contact_tuples", dialect, until is None), build)
+    params = _window(conn, wanted, since, until)
+    return [tuple(row) for row in fetch(conn, query, params)]
 
 
 def pending_contacts(
@@ -277,15 +303,20 @@ def pending_contacts(
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
-    query = select(outbox.c.instance_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at).where(
-        among(conn, outbox.c.customer_id, wanted),
-        outbox.c.created_at >= since,
-        outbox.c.status.concat("") == "pending",  # as in cancel_pending: the customer index, please
-        outbox.c.instance_id.is_not(None),
-    )
-    if until is not None:
-        query = query.where(outbox.c.created_at <= until)
-    return [tuple(row) for row in fetch(conn, query)]
+    dialect = conn.dialect.name
+
+    def build() -> Select[Any]:
+        query = select(outbox.c.instance_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at).where(
+            among_bound(outbox.c.customer_id, "ids")[dialect],
+            outbox.c.created_at >= bindparam("since"),
+            outbox.c.status.concat("") == "pending",  # as in cancel_pending: the customer index, please
+            outbox.c.instance_id.is_not(None),
+        )
+        return query if until is None else query.where(outbox.c.created_at <= bindparam("until"))
+
+    query = shaped(("pending_contacts", dialect, until is None), build)
+    params = _window(conn, wanted, since, until)
+    return [tuple(row) for row in fetch(conn, query, params)]
 
 
 def outbox_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -358,19 +389,37 @@ def event_tuples(
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
-    columns = (
-        events.c.customer_id,
-        events.c.event_id,
-        events.c.type,
-        events.c.occurred_at,
-        events.c.channel,
-        events.c.attributes,
-    )
-    query = select(*columns).where(among(conn, events.c.customer_id, wanted), events.c.occurred_at >= since)
-    if kinds := list(types):
-        query = query.where(events.c.type.in_(kinds))
+    kinds = sorted(set(types))
+    dialect = conn.dialect.name
+
+    def build() -> Select[Any]:
+        query = select(*_EVENT_TUPLE).where(
+            among_bound(events.c.customer_id, "ids")[dialect], events.c.occurred_at >= bindparam("since")
+        )
+        if kinds:
+            query = query.where(events.c.type.in_(bindparam("types", expanding=True)))
+        if until is not None:
+            query = query.where(events.c.occurred_at <= bindparam("until"))
+        if before is not None:
+            query = query.where(events.c.id < bindparam("before"))
+        return query.order_by(events.c.occurred_at, events.c.id)
+
+    query = shaped(("event_tuples", dialect, bool(kinds), until is None, before is None), build)
+    params: dict[str, Any] = {"ids": bound_values(conn, wanted), "since": since}
+    if kinds:
+        params["types"] = kinds
     if until is not None:
-        query = query.where(events.c.occurred_at <= until)
+        params["until"] = until
     if before is not None:
-        query = query.where(events.c.id < before)
-    return [tuple(row) for row in fetch(conn, query.order_by(events.c.occurred_at, events.c.id))]
+        params["before"] = before
+    return [tuple(row) for row in fetch(conn, query, params)]
+
+
+_EVENT_TUPLE = (
+    events.c.customer_id,
+    events.c.event_id,
+    events.c.type,
+    events.c.occurred_at,
+    events.c.channel,
+    events.c.attributes,
+)

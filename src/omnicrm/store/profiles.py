@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
 
 Pair = tuple[str, str]
+_S = TypeVar("_S")
 _CHUNK = 400
 
 
@@ -59,6 +60,19 @@ def among_bound(
         "sqlite": column.in_(select(listed.c.value)),
         "postgresql": column == any_(bindparam(name, type_=ARRAY(BigInteger if integer else String))),
     }
+
+
+_SHAPES: dict[tuple[Hashable, ...], Any] = {}
+
+
+def shaped(shape: tuple[Hashable, ...], build: Callable[[], _S]) -> _S:
+    """The statement of this `shape` (its call site, the dialect, which optional filters it has),
+    built once: its values come as named parameters at execution. Building a select and keying it
+    for SQLAlchemy's compiled cache cost about a fifth of a live decision batch."""
+    statement = _SHAPES.get(shape)
+    if statement is None:
+        statement = _SHAPES[shape] = build()
+    return cast("_S", statement)
 
 
 def bound_values(conn: Connection, values: Iterable[str] | Iterable[int]) -> Any:
