@@ -6,18 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.partitions import SLOTS, slot_of
 from omnicrm.store.tables import offsets
 
+# Read and written by every decision batch: built once, values bound at execution.
+_POSITION = select(offsets.c.last_event_pk).where(offsets.c.consumer == bindparam("name")).with_for_update()
+_BY_PREFIX = select(offsets.c.consumer, offsets.c.last_event_pk).where(
+    offsets.c.consumer.startswith(bindparam("prefix"))
+)
+_MOVE = (
+    update(offsets)
+    .where(offsets.c.consumer == bindparam("name"))
+    .values(last_event_pk=bindparam("position"), updated_at=bindparam("at"))
+)
+_COUNTERS = select(offsets.c.consumer, offsets.c.last_event_pk).where(
+    offsets.c.consumer.in_(bindparam("names", expanding=True))
+)
+_COUNTERS_LOCKED = _COUNTERS.with_for_update()
+
 
 def read_offset(conn: Connection, consumer: str, now: datetime, *, create: bool = True) -> int | None:
     """The last event pk this consumer handled; the row is locked for the transaction. A consumer
     without a row starts at 0 (`create`), or gets None."""
-    query = select(offsets.c.last_event_pk).where(offsets.c.consumer == consumer).with_for_update()
-    value = conn.execute(query).scalar_one_or_none()
+    value = conn.execute(_POSITION, {"name": consumer}).scalar_one_or_none()
     if value is None:
         if not create:
             return None
@@ -28,8 +42,7 @@ def read_offset(conn: Connection, consumer: str, now: datetime, *, create: bool 
 
 def offsets_of(conn: Connection, prefix: str) -> dict[str, int]:
     """Every consumer row whose name starts with `prefix`, with its position."""
-    query = select(offsets.c.consumer, offsets.c.last_event_pk).where(offsets.c.consumer.startswith(prefix))
-    return {name: int(value) for name, value in conn.execute(query)}
+    return {name: int(value) for name, value in conn.execute(_BY_PREFIX, {"prefix": prefix})}
 
 
 def set_offsets(conn: Connection, positions: dict[str, int], now: datetime) -> None:
@@ -49,11 +62,7 @@ def drop_offsets(conn: Connection, names: Iterable[str]) -> None:
 
 
 def write_offset(conn: Connection, consumer: str, last_event_pk: int, now: datetime) -> None:
-    conn.execute(
-        update(offsets)
-        .where(offsets.c.consumer == consumer)
-        .values(last_event_pk=last_event_pk, updated_at=now)
-    )
+    conn.execute(_MOVE, {"name": consumer, "position": last_event_pk, "at": now})
 
 
 # Counters (rows of the offsets table, one per customer slot) that every writer of scenario
@@ -65,8 +74,7 @@ VERSION = "conversations@"
 def versions(conn: Connection, slots: Iterable[int], *, lock: bool = False) -> tuple[int, ...]:
     """The counters of these slots (0: never written); `lock`: locked until the transaction ends."""
     names = [f"{VERSION}{s}" for s in slots]
-    query = select(offsets.c.consumer, offsets.c.last_event_pk).where(offsets.c.consumer.in_(names))
-    found = dict(conn.execute(query.with_for_update() if lock else query).all())
+    found = dict(conn.execute(_COUNTERS_LOCKED if lock else _COUNTERS, {"names": names}).all())
     return tuple(int(found.get(n, 0)) for n in names)
 
 
