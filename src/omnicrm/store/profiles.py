@@ -115,13 +115,6 @@ def owners_of(conn: Connection, pairs: Iterable[Pair]) -> dict[Pair, tuple[str, 
     return {(kind, value): (cid, origin) for kind, value, cid, origin in rows}
 
 
-def _by_first(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, dict[str, None]] = {}
-    for first, second in pairs:
-        grouped.setdefault(first, {})[second] = None
-    return {first: list(seconds) for first, seconds in grouped.items()}
-
-
 def root_of(conn: Connection, customer_ids: Iterable[str]) -> dict[str, str]:
     """Map each id to the live profile it ends in after following `merged_into`; unknown ids are left out."""
     result: dict[str, str] = {}
