@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import TypeEngine
 
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
 
@@ -32,21 +34,37 @@ _S = TypeVar("_S")
 _CHUNK = 400
 
 
+_LISTING = ("sqlite", "postgresql")  # the dialects that take a whole list as one parameter
+
+
+def _listed_type(dialect: str, integer: bool) -> TypeEngine[Any]:
+    return String() if dialect == "sqlite" else ARRAY(BigInteger if integer else String)
+
+
+def _in_listed(column: ColumnElement[Any], dialect: str, listed: BindParameter[Any]) -> ColumnElement[bool]:
+    """`column IN` the list in `listed` (a JSON array read by json_each on SQLite, an array on PostgreSQL)."""
+    if dialect == "sqlite":
+        return column.in_(select(func.json_each(listed).table_valued("value").c.value))
+    return column == any_(listed)
+
+
+def _listed_value(dialect: str, wanted: list[Any]) -> Any:
+    return orjson.dumps(wanted).decode() if dialect == "sqlite" else wanted
+
+
 def among(
     conn: Connection, column: ColumnElement[Any], values: Iterable[str] | Iterable[int]
 ) -> ColumnElement[bool]:
-    """`column IN values` (text, or integer keys) with the values in one bound parameter (a JSON
-    array read by json_each on SQLite, an array on PostgreSQL): compiled once and cached, instead of
-    a placeholder rendered per value on every execution, which cost more than the look-ups
-    themselves for batches."""
+    """`column IN values` (text, or integer keys) with the values in one bound parameter: compiled
+    once and cached, instead of a placeholder rendered per value on every execution, which cost more
+    than the look-ups themselves for batches."""
     wanted: list[Any] = sorted(set(values))
-    if conn.dialect.name == "sqlite":
-        array = bindparam(None, orjson.dumps(wanted).decode(), type_=String)
-        return column.in_(select(func.json_each(array).table_valued("value").c.value))
-    if conn.dialect.name == "postgresql":
-        element = BigInteger if wanted and isinstance(wanted[0], int) else String
-        return column == any_(bindparam(None, wanted, type_=ARRAY(element)))
-    return column.in_(wanted)
+    dialect = conn.dialect.name
+    if dialect not in _LISTING:
+        return column.in_(wanted)
+    integer = bool(wanted) and isinstance(wanted[0], int)
+    listed = bindparam(None, _listed_value(dialect, wanted), type_=_listed_type(dialect, integer))
+    return _in_listed(column, dialect, listed)
 
 
 def among_bound(
@@ -55,10 +73,9 @@ def among_bound(
     """`among` for a statement built once, per dialect: the values come at execution, as the
     parameter `name` given by `bound_values`. A statement built and keyed per call costs several
     times the look-up itself on the single-event intake path."""
-    listed = func.json_each(bindparam(name, type_=String)).table_valued("value")
     return {
-        "sqlite": column.in_(select(listed.c.value)),
-        "postgresql": column == any_(bindparam(name, type_=ARRAY(BigInteger if integer else String))),
+        dialect: _in_listed(column, dialect, bindparam(name, type_=_listed_type(dialect, integer)))
+        for dialect in _LISTING
     }
 
 
@@ -77,8 +94,7 @@ def shaped(shape: tuple[Hashable, ...], build: Callable[[], _S]) -> _S:
 
 def bound_values(conn: Connection, values: Iterable[str] | Iterable[int]) -> Any:
     """The distinct values for an `among_bound` parameter on this connection's database."""
-    wanted: list[Any] = sorted(set(values))
-    return orjson.dumps(wanted).decode() if conn.dialect.name == "sqlite" else wanted
+    return _listed_value(conn.dialect.name, sorted(set(values)))
 
 
 def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
