@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +31,8 @@ Outcome = tuple[str, str, str | None]
 class _Job:
     item: Prepared
     actor: str
-    future: Future[Outcome] | asyncio.Future[Outcome]
-    loop: asyncio.AbstractEventLoop | None = None  # set for an asyncio future
+    future: asyncio.Future[Outcome]
+    loop: asyncio.AbstractEventLoop
 
 
 def _settle(settled: list[tuple[asyncio.Future[Outcome], Outcome | None, BaseException | None]]) -> None:
@@ -73,15 +72,9 @@ class GroupCommitWriter:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def submit(self, item: Prepared, actor: str) -> Future[Outcome]:
-        """Queue one event; the future is settled once it is committed (or refused)."""
-        future: Future[Outcome] = Future()
-        self._queue.put(_Job(item, actor, future))
-        return future
-
     async def write(self, item: Prepared, actor: str) -> Outcome:
-        """`submit` for a request handler: the whole batch is answered with one wake-up of the
-        event loop, instead of one thread-safe hand-over per request."""
+        """Queue one event and wait until it is committed (or refused). The whole batch is
+        answered with one wake-up of each waiting event loop, not one hand-over per request."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._queue.put(_Job(item, actor, future, loop))
@@ -127,14 +120,7 @@ class GroupCommitWriter:
         on_loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for job in batch:
             outcome = None if error is not None else results[job.item.event_id]
-            if job.loop is None:
-                assert isinstance(job.future, Future)
-                if error is not None:
-                    job.future.set_exception(error)
-                else:
-                    job.future.set_result(outcome)  # type: ignore[arg-type]
-            else:
-                on_loops.setdefault(job.loop, []).append((job.future, outcome, error))
+            on_loops.setdefault(job.loop, []).append((job.future, outcome, error))
         for loop, settled in on_loops.items():
             with contextlib.suppress(RuntimeError):  # a closed loop (shutting down): nobody waits
                 loop.call_soon_threadsafe(_settle, settled)

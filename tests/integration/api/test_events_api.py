@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import Callable
@@ -819,12 +820,17 @@ def test_one_event_failing_in_the_database_does_not_fail_its_group_neighbours(
     # Validation refuses an over-long contract number, so forge one past it: only the database can object.
     prepared[1] = dataclasses.replace(prepared[1], attributes={"contract_number": "C" * 80})
     writer = GroupCommitWriter(container.uow, linger_s=0.05, max_batch=10)
-    futures = [writer.submit(item, "test") for item in prepared]  # queued before start: one group
-    writer.start()
+
+    async def write_both() -> list[Any]:
+        waiting = [asyncio.ensure_future(writer.write(item, "test")) for item in prepared]
+        await asyncio.sleep(0)  # both are queued before the writer starts: one group
+        writer.start()
+        return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), timeout=10)
+
     try:
-        error = futures[0].exception(timeout=10)
+        first, _ = asyncio.run(write_both())
     finally:
         writer.stop()
-    assert error is None, f"the valid event failed because of its neighbour: {error!r}"
-    assert futures[0].result()[:2] == (good["event_id"], "accepted")
+    assert not isinstance(first, BaseException), f"the valid event failed because of its neighbour: {first!r}"
+    assert first[:2] == (good["event_id"], "accepted")
     assert count(events) == 1
