@@ -268,8 +268,11 @@ def recent_contacts(
 
 
 def _window(conn: Connection, wanted: list[str], since: datetime, until: datetime | None) -> dict[str, Any]:
-    params = {"ids": bound_values(conn, wanted), "since": since}
-    return params if until is None else {**params, "until": until}
+    """The parameters of a look-up of these people's rows since `since` (and up to `until`)."""
+    params: dict[str, Any] = {"ids": bound_values(conn, wanted), "since": since}
+    if until is not None:
+        params["until"] = until
+    return params
 
 
 def contact_tuples(
@@ -405,11 +408,9 @@ def event_tuples(
         return query.order_by(events.c.occurred_at, events.c.id)
 
     query = shaped(("event_tuples", dialect, bool(kinds), until is None, before is None), build)
-    params: dict[str, Any] = {"ids": bound_values(conn, wanted), "since": since}
+    params = _window(conn, wanted, since, until)
     if kinds:
         params["types"] = kinds
-    if until is not None:
-        params["until"] = until
     if before is not None:
         params["before"] = before
     return [tuple(row) for row in fetch(conn, query, params)]
