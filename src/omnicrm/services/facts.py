@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.consent import ConsentEntry, granted_consents
 from omnicrm.domain.facts import CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.policy import Policy
-from omnicrm.store import conversations, profiles
+from omnicrm.store import bulk, conversations, profiles
 from omnicrm.store.tables import consents, customers, products, segments
 
 DECLINE_MEMORY = timedelta(days=365)
@@ -63,7 +63,7 @@ def _tuples(conn: Connection, columns: tuple[Any, ...], key: Any, ids: list[str]
         ("facts", columns, key, dialect),
         lambda: select(*columns).where(profiles.among_bound(key, "ids")[dialect]),
     )
-    return conversations.fetch(conn, query, {"ids": profiles.bound_values(conn, ids)})
+    return bulk.fetch(conn, query, {"ids": profiles.bound_values(conn, ids)})
 
 
 def live_customers(conn: Connection, customer_ids: Iterable[str]) -> set[str]:
