@@ -22,7 +22,7 @@ from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.cli.supervise import DeciderProcess
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.domain.partitions import COUNTS
-from omnicrm.services import auth, decider, explaining, importer
+from omnicrm.services import auth, decider, explaining, import_files, importer
 from omnicrm.services import customers as customers_service
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
@@ -120,7 +120,7 @@ def generate_cmd(
 
 def _import(kind: str, path: Path) -> None:
     container = open_container()
-    total = importer.count_records(path)
+    total = import_files.count_records(path)
     columns = (TextColumn(f"import {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=err, transient=False) as bar:

@@ -13,11 +13,9 @@ it, as if it had held the lock from the start.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.partitions import WHOLE, Partition
 from omnicrm.domain.scenarios import Library
+from omnicrm.services import collector
 from omnicrm.services.orchestration import Batch, advance_due, plan_due, plan_events
 from omnicrm.services.report import Report
 from omnicrm.store import conversations, offsets, timeline
@@ -48,23 +47,6 @@ TIMERS = 500
 LIVE_TIMERS = 100
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while one batch is handled.
-
-    A batch builds a few hundred thousand objects that all live until it ends (rows, facts,
-    decisions); every full pass of the collector walks all of them and everything else alive, which
-    cost a sixth of a large drain. They are freed by reference counting when the batch ends, and
-    the collector resumes then (left as it was found if someone else paused it)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def consumer_of(partition: Partition) -> str:
     return CONSUMER if partition.whole else f"{CONSUMER}/{partition.name}"
 
@@ -82,7 +64,7 @@ def consume(
     what was done (`scanned` = 0: nothing left). A partition reads every event and keeps its own."""
     moment = now or datetime.now(UTC)
     consumer = consumer_of(partition)
-    with _collector_paused():
+    with collector.paused():
         writer = uow()
         with writer.reading() as reader:
             positions = offsets.offsets_of(reader.conn, consumer)
@@ -166,7 +148,7 @@ def fire_timers(
     """Advance up to `limit` conversations whose timer expired: decided on a snapshot, written in a
     short transaction unless a conversation moved meanwhile (then again under the lock)."""
     moment = now or datetime.now(UTC)
-    with _collector_paused():
+    with collector.paused():
         writer = uow()
         with writer.reading() as reader:
             seen = offsets.versions(reader.conn, WHOLE.slots)

@@ -1,28 +1,27 @@
 """File import (JSON Lines or CSV) of customers, events and interactions.
 
-A file is one batch: every line is validated first and, if any is wrong, nothing is written and
-every problem is reported with its line number. Then the whole file is written in one
-transaction (in chunks of 1,000 events, for the progress bar). A re-run is safe: events are
-idempotent by event_id and profiles by identifier.
+A file is one batch, written in one transaction: if any line is wrong, nothing is written and
+every problem is reported with its line number. Events are validated and written in chunks of
+1,000 (the progress bar moves with them; see `import_files` for the second process that
+validates big files); profiles are all validated first. A re-run is safe: events are idempotent
+by event_id and profiles by identifier.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError
 from omnicrm.domain.pan import find_pan_paths
-from omnicrm.services import bulk_profiles, customers, ingest
+from omnicrm.services import bulk_profiles, collector, customers, ingest
 from omnicrm.services.contracts import CustomerIn
+from omnicrm.services.import_files import read_lines, validated_chunks
 from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
 
@@ -39,43 +38,6 @@ class ImportReport:
     merges: int = 0
 
 
-def _csv_row(row: dict[str, str]) -> dict[str, Any]:
-    """A CSV row to the JSON shape: `identifiers.<kind>` columns, `attributes` as a JSON object."""
-    item: dict[str, Any] = {}
-    for key, value in row.items():
-        if value in ("", None):
-            continue
-        if key.startswith("identifiers."):
-            item.setdefault("identifiers", {})[key.removeprefix("identifiers.")] = value
-        elif key == "attributes":
-            item["attributes"] = orjson.loads(value)
-        else:
-            item[key] = value
-    return item
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each record of a .jsonl/.ndjson or .csv file."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                try:
-                    yield number, _csv_row(row)
-                except orjson.JSONDecodeError as exc:
-                    yield number, ItemError(number, "attributes", f"not a JSON object: {exc}")
-        return
-    if suffix not in (".jsonl", ".ndjson", ".json"):
-        raise InvalidInput("unknown file type", [ItemError(None, "file", "use .jsonl, .ndjson or .csv")])
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield number, orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    yield number, ItemError(number, "(line)", f"not JSON: {exc}")
-
-
 def _fail(errors: list[ItemError], total: int) -> None:
     if errors:
         bad = len({e.index for e in errors})
@@ -90,43 +52,37 @@ def import_events(
     *,
     actor: str,
     progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> ImportReport:
-    """Validate every line, then write all events in one transaction; errors carry line numbers."""
-    prepared: list[ingest.Prepared] = []
-    line_of: list[int] = []
+    """Write every line in one transaction, committed only if every line is valid; errors carry
+    line numbers. Lines are validated chunk by chunk (`import_files.validated_chunks`, in a second
+    process for big files) while the chunk before is written; after the first problem nothing more
+    is written, the rest is still validated so that every problem is reported, and all is rolled back.
+    """
+    report = ImportReport()
     errors: list[ItemError] = []
-    total = 0
-    for number, raw in read_lines(path):
-        total += 1
-        if isinstance(raw, ItemError):
-            errors.append(raw)
-            continue
-        result = ingest.prepare_one(raw, number, catalogue, kinds)
-        if isinstance(result, list):
-            errors.extend(result)
-        else:
-            prepared.append(result)
-            line_of.append(number)
-    _fail(errors, total)
-    report = ImportReport(lines=total)
-    with uow_factory() as uow:
-        given = {p.customer_id for p in prepared if p.customer_id}
-        known = profiles.root_of(uow.conn, given)
-        errors = [
-            ItemError(line, "customer_id", "no such customer")
-            for p, line in zip(prepared, line_of, strict=True)
-            if p.customer_id and p.customer_id not in known
-        ]
-        _fail(errors, total)
-        for start in range(0, len(prepared), CHUNK):
-            part = prepared[start : start + CHUNK]
-            written = ingest.ingest(uow.conn, part, actor=actor, now=datetime.now(UTC))
-            report.accepted += written.accepted
-            report.duplicates += written.duplicates
-            report.customers_created += written.customers_created
-            report.merges += written.merges
+    reading = validated_chunks(path, catalogue, kinds, parallel=parallel)
+    with collector.paused(), reading as chunks, uow_factory() as uow:
+        for chunk in chunks:
+            report.lines += chunk.records
+            errors.extend(chunk.errors)
+            given = {p.customer_id for _, p in chunk.items if p.customer_id}
+            known = profiles.root_of(uow.conn, given) if given else {}
+            errors.extend(
+                ItemError(line, "customer_id", "no such customer")
+                for line, p in chunk.items
+                if p.customer_id and p.customer_id not in known
+            )
+            if not errors:
+                part = [p for _, p in chunk.items]
+                written = ingest.ingest(uow.conn, part, actor=actor, now=datetime.now(UTC))
+                report.accepted += written.accepted
+                report.duplicates += written.duplicates
+                report.customers_created += written.customers_created
+                report.merges += written.merges
             if progress:
-                progress(len(part))
+                progress(chunk.records)
+        _fail(errors, report.lines)
         _audit_import(uow, path, "events", report, actor)
         uow.commit()
     return report
@@ -209,10 +165,3 @@ def _audit_import(uow: UnitOfWork, path: Path, what: str, report: ImportReport, 
         target=path.name[:64],
         details=details,
     )
-
-
-def count_records(path: Path) -> int:
-    """Number of records in a file (for the progress bar)."""
-    with path.open("rb") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    return lines - 1 if path.suffix.lower() == ".csv" else lines

@@ -57,7 +57,7 @@ def fetch(conn: Connection, query: Select[Any], params: dict[str, Any] | None = 
     return found
 
 
-def _sqlite_time(moment: datetime | None) -> str | None:
+def sqlite_time(moment: datetime | None) -> str | None:
     """What UtcDateTime and SQLAlchemy's SQLite DATETIME store: naive UTC text with microseconds."""
     if moment is None:
         return None
@@ -93,7 +93,7 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         return
     columns = [c for c in table.c if c.key in rows[0]]  # every row has the keys of the first
     times: dict[datetime, Any] = {}  # the rows of a batch share a few moments
-    to_time = _sqlite_time if dialect == "sqlite" else _pg_time
+    to_time = sqlite_time if dialect == "sqlite" else _pg_time
 
     def stored_time(moment: datetime | None) -> Any:
         if moment is None:

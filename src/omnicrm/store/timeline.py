@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from omnicrm.store.bulk import sqlite_time
 from omnicrm.store.profiles import among_bound, bound_values
 from omnicrm.store.tables import customers, events
 
@@ -41,11 +42,6 @@ _COLUMNS = (
 )
 _SQLITE_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - constant column names
 _PG_COPY = f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN"
-
-
-def _sqlite_time(moment: datetime) -> str:
-    # The storage format SQLAlchemy's SQLite DateTime reads back: naive UTC with microseconds.
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 EVENTS_WRITE_LOCK = 4_242_001
@@ -101,9 +97,9 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]], received_at: dat
         return
     if conn.dialect.name == "sqlite":
         # SQLite gets times in the text form SQLAlchemy reads back; PostgreSQL takes datetimes.
-        received = _sqlite_time(received_at)
+        received = sqlite_time(received_at)
         conn.exec_driver_sql(
-            _SQLITE_INSERT, [_values(r, _sqlite_time(r["occurred_at"]), received) for r in rows]
+            _SQLITE_INSERT, [_values(r, sqlite_time(r["occurred_at"]), received) for r in rows]
         )
     elif conn.dialect.name == "postgresql":
         # Writers hold this lock shared until commit; see committed_bound() for why.

@@ -1,4 +1,6 @@
-"""File import of events, interactions and profiles: validation with line numbers, idempotency, progress."""
+"""File import of events, interactions and profiles: validation with line numbers, idempotency, progress.
+
+Every test runs with event files validated in this process and in a forked reader process."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy import Table, select
 
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import InvalidInput
+from omnicrm.services import import_files
 from omnicrm.services.importer import ImportReport, import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
@@ -21,6 +24,15 @@ from omnicrm.store import audit
 from omnicrm.store.tables import customers, events, identifiers
 
 Json = dict[str, Any]
+
+
+@pytest.fixture(autouse=True, params=["in-process", "forked"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where event files are validated: every file in this process, or every file in a second one."""
+    monkeypatch.setattr(import_files, "PARALLEL_FROM_BYTES", 1 << 62 if request.param == "in-process" else 0)
+    return str(request.param)
+
+
 CSV_COLUMNS = ["event_id", "type", "occurred_at", "source", "channel", "identifiers.cookie_id", "attributes"]
 
 
