@@ -23,7 +23,7 @@ from rich.console import Console
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from omnicrm.bench.loadgen import post_json, run_load
+from omnicrm.bench.loadgen import LoadResult, post_json, run_load
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import auth, ingest
 from omnicrm.services.importer import import_customers, import_events
@@ -170,16 +170,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The REST test runs twice: the API alone (decisions made by `omnicrm worker` elsewhere, as in a
+# scaled deployment), then `omnicrm serve` as shipped, whose decision worker decides on every posted
+# event on the same two cores as the API workers and this load generator.
+_DEPLOYMENTS = (
+    (False, "API only (decision worker elsewhere)"),
+    (True, "API + decision worker on this machine"),
+)
+
+
 def _rest(
     events: list[dict[str, Any]], work: Path, seconds: float, concurrency: int, workers: int, console: Console
 ) -> None:
-    db = work / "rest.db"
+    for deciding, deployment in _DEPLOYMENTS:
+        results = _rest_load(events, work / f"rest-{deciding}.db", seconds, concurrency, workers, deciding)
+        for label, result in results:
+            console.print(
+                f"REST POST /v1/events, {deployment}, {concurrency} concurrent clients, {seconds:.0f} s, "
+                f"SQLite, {workers} API worker(s), {label}: {result.rate:,.0f} requests/s, "
+                f"p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
+                f"statuses {result.statuses}"
+            )
+
+
+def _rest_load(
+    events: list[dict[str, Any]], db: Path, seconds: float, concurrency: int, workers: int, deciding: bool
+) -> list[tuple[str, LoadResult]]:
     settings = _settings(f"sqlite:///{db}")
     container = bootstrap(settings, migrate=True)
     token = bench_token(container)
     container.close()
     port = _free_port()
-    env = {**os.environ, "OMNICRM_DATABASE_URL": settings.database_url, "OMNICRM_PORT": str(port)}
+    env = {
+        **os.environ,
+        "OMNICRM_DATABASE_URL": settings.database_url,
+        "OMNICRM_PORT": str(port),
+        "OMNICRM_DECIDE_IN_PROCESS": str(deciding).lower(),
+    }
     server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "omnicrm", "serve", "--port", str(port), "--workers", str(workers)], env=env
     )
@@ -199,7 +226,7 @@ def _rest(
             return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
 
         asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=1.0))  # warm-up
-        results = [
+        return [
             (
                 label,
                 asyncio.run(
@@ -211,13 +238,6 @@ def _rest(
     finally:
         server.terminate()
         server.wait(timeout=10)
-    for label, result in results:
-        console.print(
-            f"REST POST /v1/events, {concurrency} concurrent clients, {seconds:.0f} s, SQLite, "
-            f"{workers} worker(s), {label}: {result.rate:,.0f} requests/s, "
-            f"p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
-            f"statuses {result.statuses}"
-        )
 
 
 def run(
