@@ -5,28 +5,28 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.catchup import catch_up, default_processes
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
+from omnicrm.cli.imports import import_app, import_file
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.cli.supervise import DeciderProcess
+from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.domain.partitions import COUNTS
-from omnicrm.services import auth, decider, explaining, import_files, importer
+from omnicrm.services import auth, decider, explaining
 from omnicrm.services import customers as customers_service
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import accounts, profiles
@@ -35,8 +35,6 @@ from omnicrm.store.doorbell import Doorbell
 from omnicrm.store.leader import Leadership
 
 app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args_is_help=True)
-import_app = typer.Typer(help="Import customers, events or interactions from .jsonl or .csv files.")
-users_app = typer.Typer(help="Users, roles and API tokens.")
 bench_app = typer.Typer(help="Benchmarks that print figures.")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
@@ -118,97 +116,6 @@ def generate_cmd(
         console.print(f"{name}: {path}")
 
 
-def _import(kind: str, path: Path) -> None:
-    container = open_container()
-    total = import_files.count_records(path)
-    columns = (TextColumn(f"import {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task(kind, total=total)
-            advance = lambda n: bar.advance(task, n)  # noqa: E731
-            if kind == "customers":
-                report = importer.import_customers(container.uow, path, actor=CLI_ACTOR, progress=advance)
-            else:
-                kinds = EVENT_KINDS if kind == "events" else INTERACTION_KINDS
-                report = importer.import_events(
-                    container.uow, path, container.catalogue, kinds, actor=CLI_ACTOR, progress=advance
-                )
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
-    console.print(
-        f"{report.lines} lines: {report.accepted} stored, {report.duplicates} already known, "
-        f"{report.customers_created} new profiles, {report.merges} merges"
-    )
-
-
-@import_app.command("customers")
-def import_customers(path: Path) -> None:
-    """Import profiles (one CustomerIn per line)."""
-    _import("customers", path)
-
-
-@import_app.command("events")
-def import_events(path: Path) -> None:
-    """Import behavioural, operational and reaction events."""
-    _import("events", path)
-
-
-@import_app.command("interactions")
-def import_interactions(path: Path) -> None:
-    """Import CRM interactions (calls, complaints, tickets, offers...)."""
-    _import("interactions", path)
-
-
-@users_app.command("add")
-def add_user(
-    username: str,
-    role: Annotated[str, typer.Option(help="admin, operator, marketer, compliance, auditor or integration")],
-    branch: str | None = None,
-    password: Annotated[bool, typer.Option(help="Ask for a password (else token-only)")] = False,
-) -> None:
-    """Create a user."""
-    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
-    container = open_container()
-    try:
-        with container.uow() as uow:
-            auth.create_user(
-                uow.conn,
-                username=username,
-                role=role,
-                password=secret,
-                branch=branch,
-                actor=CLI_ACTOR,
-                now=datetime.now(UTC),
-            )
-            uow.commit()
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
-    console.print(f"user {username} ({role}) created")
-
-
-@users_app.command("token")
-def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
-    """Issue an API token for a user and print it (it is shown only once)."""
-    container = open_container()
-    try:
-        with container.uow() as uow:
-            token = auth.issue_token(
-                uow.conn,
-                username=username,
-                name=name,
-                ttl=timedelta(days=days) if days else None,
-                actor=CLI_ACTOR,
-                now=datetime.now(UTC),
-            )
-            uow.commit()
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
-    print(token)
-
-
 @app.command()
 def demo(
     customers: int = 2_000, events: int = 14_000, interactions: int = 3_500, serve_api: bool = True
@@ -234,7 +141,7 @@ def demo(
         out = Path("var/demo-data")
         generate_cmd(out=out, customers=customers, events=events, interactions=interactions)
         for kind in ("customers", "events", "interactions"):
-            _import(kind, out / f"{kind}.jsonl")
+            import_file(kind, out / f"{kind}.jsonl")
         decide()
     issue_token("demo-admin", name="demo", days=1)
     settings = container.settings

@@ -1,0 +1,63 @@
+"""`omnicrm users add|token`: accounts and API tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from omnicrm.cli.common import CLI_ACTOR, console, open_container, report_error
+from omnicrm.domain.errors import DomainError
+from omnicrm.services import auth
+
+users_app = typer.Typer(help="Users, roles and API tokens.")
+
+
+@users_app.command("add")
+def add_user(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, operator, marketer, compliance, auditor or integration")],
+    branch: str | None = None,
+    password: Annotated[bool, typer.Option(help="Ask for a password (else token-only)")] = False,
+) -> None:
+    """Create a user."""
+    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    container = open_container()
+    try:
+        with container.uow() as uow:
+            auth.create_user(
+                uow.conn,
+                username=username,
+                role=role,
+                password=secret,
+                branch=branch,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+            )
+            uow.commit()
+    except DomainError as exc:
+        report_error(exc)
+        raise typer.Exit(1) from None
+    console.print(f"user {username} ({role}) created")
+
+
+@users_app.command("token")
+def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
+    """Issue an API token for a user and print it (it is shown only once)."""
+    container = open_container()
+    try:
+        with container.uow() as uow:
+            token = auth.issue_token(
+                uow.conn,
+                username=username,
+                name=name,
+                ttl=timedelta(days=days) if days else None,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+            )
+            uow.commit()
+    except DomainError as exc:
+        report_error(exc)
+        raise typer.Exit(1) from None
+    print(token)
