@@ -13,7 +13,7 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.identifiers import IdentifierKind
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import customers, identity, mass_update, timeline
+from omnicrm.services import client_file, customers, identity, mass_update, timeline
 from omnicrm.services.auth import Principal
 from omnicrm.services.contracts import (
     ConsentIn,
@@ -42,7 +42,7 @@ def _now() -> datetime:
 def upsert_customer(body: CustomerIn, container: ContainerDep, who: Writer) -> FastJSON:
     with container.uow() as uow:
         customer_id, created = customers.upsert(uow.conn, body, actor=who.username, now=_now())
-        result = customers.profile(uow.conn, customer_id)
+        result = client_file.profile(uow.conn, customer_id)
         uow.commit()
     return FastJSON(result, status_code=201 if created else 200)
 
@@ -55,7 +55,7 @@ def lookup_customer(
     who: Reader,
 ) -> dict[str, Any]:
     with container.reader() as conn:
-        return customers.profile(conn, customers.lookup(conn, kind, value))
+        return client_file.profile(conn, client_file.lookup(conn, kind, value))
 
 
 @router.post(":mass-update", summary="Set fields for every profile matching a filter (dry run first)")
@@ -73,7 +73,7 @@ def mass_update_customers(
 @router.get("/{customer_id}", summary="The whole client file")
 def get_customer(customer_id: str, container: ContainerDep, who: Reader) -> dict[str, Any]:
     with container.reader() as conn:
-        return customers.profile(conn, customer_id)
+        return client_file.profile(conn, customer_id)
 
 
 @router.patch("/{customer_id}", summary="Update some fields, preferences or constraints")
@@ -82,7 +82,7 @@ def patch_customer(
 ) -> dict[str, Any]:
     with container.uow() as uow:
         live = customers.patch(uow.conn, customer_id, body, actor=who.username, now=_now())
-        result = customers.profile(uow.conn, live)
+        result = client_file.profile(uow.conn, live)
         uow.commit()
     return result
 
@@ -95,7 +95,7 @@ def add_identifier(
 ) -> dict[str, Any]:
     with container.uow() as uow:
         live = customers.add_identifier(uow.conn, customer_id, body, actor=who.username, now=_now())
-        result = customers.profile(uow.conn, live)
+        result = client_file.profile(uow.conn, live)
         uow.commit()
     return result
 
@@ -103,7 +103,7 @@ def add_identifier(
 @router.get("/{customer_id}/consents", summary="Consent ledger and the state derived from it")
 def get_consents(customer_id: str, container: ContainerDep, who: Reader) -> dict[str, Any]:
     with container.reader() as conn:
-        return customers.consents_view(conn, customer_id)
+        return client_file.consents_view(conn, customer_id)
 
 
 @router.post("/{customer_id}/consents", status_code=201, summary="Append a grant or withdrawal to the ledger")
@@ -116,7 +116,7 @@ def add_consent(
     with container.uow() as uow:
         live = customers.live_id(uow.conn, customer_id)
         customers.record_consent(uow.conn, live, body, actor=who.username, now=_now())
-        result = customers.consents_view(uow.conn, live)
+        result = client_file.consents_view(uow.conn, live)
         uow.commit()
     return result
 
@@ -132,7 +132,7 @@ def merge_customer(
         survivor = identity.merge_pair(
             uow.conn, customer_id, body.other_id, reason=body.reason, actor=who.username, now=_now()
         )
-        result = customers.profile(uow.conn, survivor)
+        result = client_file.profile(uow.conn, survivor)
         uow.commit()
     return result
 
@@ -146,8 +146,8 @@ def unmerge_customer(
     with container.uow() as uow:
         survivor = identity.unmerge(uow.conn, customer_id=customer_id, actor=who.username, now=_now())
         result = {
-            "restored": customers.profile(uow.conn, customer_id),
-            "survivor": customers.profile(uow.conn, survivor),
+            "restored": client_file.profile(uow.conn, customer_id),
+            "survivor": client_file.profile(uow.conn, survivor),
         }
         uow.commit()
     return result

@@ -23,8 +23,7 @@ from omnicrm.cli.supervise import DeciderProcess
 from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import DomainError, InvalidInput
 from omnicrm.domain.partitions import COUNTS
-from omnicrm.services import auth, decider, explaining
-from omnicrm.services import customers as customers_service
+from omnicrm.services import auth, client_file, decider, explaining
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
 from omnicrm.settings import Settings
@@ -233,7 +232,7 @@ def explain(customer: str, limit: int = 10) -> None:
             customer_id = customer
             if ":" in customer:
                 kind, value = customer.split(":", 1)
-                customer_id = customers_service.lookup(conn, kind, value)
+                customer_id = client_file.lookup(conn, kind, value)
             result = explaining.decisions(conn, customer_id, limit=limit)
     except DomainError as exc:
         report_error(exc)
