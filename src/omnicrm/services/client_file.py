@@ -14,6 +14,42 @@ from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.services.customers import live_id
 from omnicrm.store import merging, profiles
 
+# The fields of each part of the client file, as the API shows them.
+_PERSON = (
+    "first_name",
+    "middle_name",
+    "last_name",
+    "date_of_birth",
+    "language",
+    "timezone",
+    "branch",
+    "relationship_manager",
+    "value_tier",
+)
+_PREFERENCES = ("preferred_channel", "contact_window_start", "contact_window_end")
+_CONSTRAINTS = ("do_not_contact", "vulnerable", "fraud_case_open", "channel_blacklist", "open_complaints")
+_PRODUCT = (
+    "product_class",
+    "contract_number",
+    "state",
+    "opened_at",
+    "closed_at",
+    "maturity_date",
+    "terms",
+    "state_changed_at",
+)
+_LEDGER = (
+    "id",
+    "channel",
+    "purpose",
+    "granted",
+    "legal_basis",
+    "source",
+    "effective_at",
+    "recorded_at",
+    "recorded_by",
+)
+
 
 def consents_view(conn: Connection, customer_id: str) -> dict[str, Any]:
     """The consent ledger and the state derived from it."""
@@ -40,23 +76,7 @@ def consents_view(conn: Connection, customer_id: str) -> dict[str, Any]:
             }
             for s in state.values()
         ],
-        "ledger": [
-            {
-                k: e[k]
-                for k in (
-                    "id",
-                    "channel",
-                    "purpose",
-                    "granted",
-                    "legal_basis",
-                    "source",
-                    "effective_at",
-                    "recorded_at",
-                    "recorded_by",
-                )
-            }
-            for e in ledger
-        ],
+        "ledger": [{k: e[k] for k in _LEDGER} for e in ledger],
     }
 
 
@@ -73,54 +93,15 @@ def profile(conn: Connection, customer_id: str) -> dict[str, Any]:
         "id": customer_id,
         "requested_id": requested,
         "status": row["status"],
-        **{
-            k: row[k]
-            for k in (
-                "first_name",
-                "middle_name",
-                "last_name",
-                "date_of_birth",
-                "language",
-                "timezone",
-                "branch",
-                "relationship_manager",
-                "value_tier",
-            )
-        },
-        "preferences": {
-            k: row[k] for k in ("preferred_channel", "contact_window_start", "contact_window_end")
-        },
-        "constraints": {
-            k: row[k]
-            for k in (
-                "do_not_contact",
-                "vulnerable",
-                "fraud_case_open",
-                "channel_blacklist",
-                "open_complaints",
-            )
-        },
+        **{k: row[k] for k in _PERSON},
+        "preferences": {k: row[k] for k in _PREFERENCES},
+        "constraints": {k: row[k] for k in _CONSTRAINTS},
         "segments": profiles.segments_of(conn, customer_id),
         "identifiers": [
             {"kind": i["kind"], "value": i["value"]} for i in profiles.identifiers_of(conn, customer_id)
         ],
         "consents": consents_view(conn, customer_id)["current"],
-        "products": [
-            {
-                k: p[k]
-                for k in (
-                    "product_class",
-                    "contract_number",
-                    "state",
-                    "opened_at",
-                    "closed_at",
-                    "maturity_date",
-                    "terms",
-                    "state_changed_at",
-                )
-            }
-            for p in profiles.products_of(conn, customer_id)
-        ],
+        "products": [{k: p[k] for k in _PRODUCT} for p in profiles.products_of(conn, customer_id)],
         "relationships": [
             {"kind": r["kind"], "related_id": roots.get(r["related_id"], r["related_id"]), "note": r["note"]}
             for r in rels
