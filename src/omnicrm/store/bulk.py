@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Select, Table, insert
+from sqlalchemy import JSON, Column, ColumnDefault, Select, Table, insert
 from sqlalchemy.engine import Connection
 
 from omnicrm.store.types import UtcDateTime
@@ -84,14 +84,19 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """Insert many rows on the hot path, as timeline.insert_events does: on SQLite one driver
     executemany of tuples in stored form (times as text, JSON serialised once), on PostgreSQL one
     COPY; no per-value bind processing, which cost more than the insert itself. Elsewhere a Core
-    executemany."""
+    executemany.
+
+    Every row has the keys of the first. A column left out gets its Python-side default (as a Core
+    insert would give it); other typed values (dates, times, booleans) take the dialect's own bind
+    conversion, so what is stored is what a Core insert stores."""
     if not rows:
         return
     dialect = conn.dialect.name
     if dialect not in ("sqlite", "postgresql"):
         conn.execute(insert(table), rows)
         return
-    columns = [c for c in table.c if c.key in rows[0]]  # every row has the keys of the first
+    columns = [c for c in table.c if c.key in rows[0]]
+    defaults = [(c, d) for c in table.c if c.key not in rows[0] and (d := _python_default(c)) is not None]
     times: dict[datetime, Any] = {}  # the rows of a batch share a few moments
     to_time = sqlite_time if dialect == "sqlite" else _pg_time
 
@@ -105,22 +110,44 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     def stored(column: Any) -> Callable[[Any], Any] | None:
         if isinstance(column.type, UtcDateTime):
             return stored_time
-        return _json_text if isinstance(column.type, JSON) else None
+        if isinstance(column.type, JSON):
+            return _json_text
+        if dialect != "sqlite":  # COPY adapts dates, times and booleans itself
+            return None
+        processor: Callable[[Any], Any] | None = column.type.dialect_impl(conn.dialect).bind_processor(
+            conn.dialect
+        )
+        return processor
 
     read = operator.itemgetter(*(column.key for column in columns))
     forms = [(at, form) for at, column in enumerate(columns) if (form := stored(column)) is not None]
+    filled = tuple(_stored_default(d, stored(c)) for c, d in defaults)
     values: list[tuple[Any, ...]] = []
     for row in rows:
         value = list(read(row)) if len(columns) > 1 else [read(row)]
         for at, form in forms:
             value[at] = form(value[at])
-        values.append(tuple(value))
-    names = ", ".join(c.name for c in columns)
+        values.append((*value, *filled))
+    names = ", ".join(c.name for c in (*columns, *(c for c, _ in defaults)))
     if dialect == "sqlite":
-        marks = ", ".join("?" * len(columns))
+        marks = ", ".join("?" * (len(columns) + len(defaults)))
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)  # noqa: S608
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
         for stored_row in values:
             copy.write_row(stored_row)
+
+
+def _python_default(column: Column[Any]) -> ColumnDefault | None:
+    """The column's Python-side default (a value, or a function of nothing), if it has one."""
+    default = column.default
+    if isinstance(default, ColumnDefault) and (default.is_scalar or default.is_callable):
+        return default
+    return None
+
+
+def _stored_default(default: ColumnDefault, form: Callable[[Any], Any] | None) -> Any:
+    """The default in stored form: computed once, the same for every row of the statement."""
+    value = default.arg if default.is_scalar else default.arg(None)
+    return form(value) if form is not None else value

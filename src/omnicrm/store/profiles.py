@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
+from omnicrm.store.bulk import bulk_insert
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
 
 Pair = tuple[str, str]
@@ -161,8 +162,7 @@ def get_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
 
 
 def insert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(customers), rows)
+    bulk_insert(conn, customers, rows)
 
 
 def update_customer(conn: Connection, customer_id: str, values: dict[str, Any], now: datetime) -> None:
@@ -175,8 +175,7 @@ def update_customer(conn: Connection, customer_id: str, values: dict[str, Any], 
 
 
 def insert_identifiers(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(identifiers), rows)
+    bulk_insert(conn, identifiers, rows)
 
 
 def identifiers_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
@@ -280,7 +279,7 @@ def insert_products(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert products and register each contract number as a `contract` identifier of its owner."""
     if not rows:
         return
-    conn.execute(insert(products), rows)
+    bulk_insert(conn, products, rows)
     pairs = [("contract", str(r["contract_number"])) for r in rows]
     known = owners_of(conn, pairs)
     insert_identifiers(
