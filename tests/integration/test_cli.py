@@ -174,7 +174,9 @@ def test_import_of_a_bad_file_names_the_line_and_writes_nothing(
 
 def test_import_of_a_missing_file_fails(run: Invoke, tmp_path: Path) -> None:
     result = run("import", "events", str(tmp_path / "nope.jsonl"))
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error, with click's message, not a traceback
+    assert "does not exist" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_check_config_accepts_the_shipped_catalogue(run: Invoke) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,6 +14,8 @@ from omnicrm.services import import_files, importer
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 
 import_app = typer.Typer(help="Import customers, events or interactions from .jsonl or .csv files.")
+# A missing or unreadable file is refused before anything is opened, with click's own message.
+ImportFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
 def import_file(kind: str, path: Path) -> None:
@@ -41,18 +44,18 @@ def import_file(kind: str, path: Path) -> None:
 
 
 @import_app.command("customers")
-def import_customers(path: Path) -> None:
+def import_customers(path: ImportFile) -> None:
     """Import profiles (one CustomerIn per line)."""
     import_file("customers", path)
 
 
 @import_app.command("events")
-def import_events(path: Path) -> None:
+def import_events(path: ImportFile) -> None:
     """Import behavioural, operational and reaction events."""
     import_file("events", path)
 
 
 @import_app.command("interactions")
-def import_interactions(path: Path) -> None:
+def import_interactions(path: ImportFile) -> None:
     """Import CRM interactions (calls, complaints, tickets, offers...)."""
     import_file("interactions", path)
