@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     decider_idle_ms: float = Field(default=200.0, ge=1, le=60_000)
     decider_poll_ms: float = Field(default=200.0, ge=1, le=10_000)  # the child looks this often unless rung
     opentelemetry: bool = False  # FastAPI's OpenTelemetry spans and metrics (providers set up by the bank)
+    intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

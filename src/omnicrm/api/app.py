@@ -15,42 +15,19 @@ from fastapi.telemetry import TelemetryConfig
 from omnicrm import __version__
 from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
 from omnicrm.api.deps import TokenCache
+from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.pan_guard import PanGuard
-from omnicrm.api.responses import Problem, problem
+from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
-from omnicrm.domain.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    InvalidInput,
-    ItemError,
-    NotFound,
-    Unauthenticated,
-)
+from omnicrm.domain.errors import DomainError, ItemError
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
 
-_STATUS: dict[type[DomainError], int] = {
-    InvalidInput: 422,
-    NotFound: 404,
-    Conflict: 409,
-    Forbidden: 403,
-    Unauthenticated: 401,
-}
-
-
-def _status(exc: DomainError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in _STATUS:
-            return _STATUS[cls]
-    return 400
-
 
 async def _domain_error(_: Request, exc: Exception) -> Problem:
     assert isinstance(exc, DomainError)
-    errors = exc.errors if isinstance(exc, InvalidInput) else None
-    return problem(_status(exc), exc.code, exc.title, exc.detail, errors)
+    return domain_problem(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Problem:
@@ -120,6 +97,8 @@ def create_app(container: Container) -> FastAPI:
     app.state.token_cache = TokenCache(container.settings.token_cache_seconds)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    if container.settings.intake_fast_path and not container.settings.opentelemetry:
+        app.add_middleware(IntakeFastPath, state=app.state)  # inside PanGuard: card numbers refused first
     app.add_middleware(PanGuard)
     # Routes are matched in order: the hot intake routes come first.
     for router in (

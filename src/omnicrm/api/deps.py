@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import HTTPConnection
 
 from omnicrm.bootstrap import Container
@@ -65,20 +66,33 @@ class Caller(HTTPBearer):
 
     async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]
         credentials = await super().__call__(request)
-        if credentials is None:
-            raise Unauthenticated("send an API token as `Authorization: Bearer <token>`")
-        cache: TokenCache = request.app.state.token_cache
-        principal = cache.get(credentials.credentials)
-        if principal is None:  # one indexed look-up, then cached for a few seconds
-            container: Container = request.app.state.container
-            with container.reader() as conn:
-                principal = auth.authenticate(conn, credentials.credentials, datetime.now(UTC))
-            if principal is None:
-                raise Unauthenticated("the token is unknown, expired or revoked")
-            cache.put(credentials.credentials, principal)
-        if self.permission is not None and not allowed(principal.role, self.permission):
-            raise Forbidden(f"role {principal.role!r} may not {self.permission.value}")
-        return principal
+        token = credentials.credentials if credentials is not None else None
+        return authorise(request.app.state, token, self.permission)
+
+
+def authorise(state: Any, token: str | None, permission: Permission | None) -> Principal:
+    """The caller holding `token` (the app's `state` keeps the container and the token cache), if
+    its role holds `permission` (any role when None); else Unauthenticated or Forbidden."""
+    if not token:
+        raise Unauthenticated("send an API token as `Authorization: Bearer <token>`")
+    cache: TokenCache = state.token_cache
+    principal = cache.get(token)
+    if principal is None:  # one indexed look-up, then cached for a few seconds
+        container: Container = state.container
+        with container.reader() as conn:
+            principal = auth.authenticate(conn, token, datetime.now(UTC))
+        if principal is None:
+            raise Unauthenticated("the token is unknown, expired or revoked")
+        cache.put(token, principal)
+    if permission is not None and not allowed(principal.role, permission):
+        raise Forbidden(f"role {principal.role!r} may not {permission.value}")
+    return principal
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as FastAPI's HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
 
 
 current_principal = Caller()

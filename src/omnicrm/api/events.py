@@ -40,28 +40,30 @@ _MANY = {
 }
 
 
-async def _json(request: Request) -> Any:
+def _json(body: bytes) -> Any:
     try:
-        return orjson.loads(await request.body())
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput("the body is not JSON", [ItemError(None, "(body)", str(exc))]) from None
 
 
-async def _one(request: Request, kinds: frozenset[str], who: Principal) -> FastJSON:
-    container = request.app.state.container
-    raw = await _json(request)
+async def take_one(state: Any, body: bytes, kinds: frozenset[str], who: Principal) -> FastJSON:
+    """One event or interaction from a request body, stored by the group-commit writer: 201 when
+    accepted, 200 for a replay. `state` is the app's (container, writer). Both the route below and
+    the intake fast path (`api/intake.py`) answer with this."""
+    raw = _json(body)
     if not isinstance(raw, dict):
         raise InvalidInput("send one JSON object", [ItemError(None, "(body)", "expected an object")])
     # `PanGuard` (api/app.py) refused any card number in the body already: no second scan here.
-    prepared = ingest.prepare([raw], container.catalogue, kinds, pan_scanned=True)[0]
-    writer: GroupCommitWriter = request.app.state.writer
+    prepared = ingest.prepare([raw], state.container.catalogue, kinds, pan_scanned=True)[0]
+    writer: GroupCommitWriter = state.writer
     event_id, status, customer_id = await writer.write(prepared, who.username)
     code = 201 if status == "accepted" else 200
     return FastJSON({"event_id": event_id, "status": status, "customer_id": customer_id}, status_code=code)
 
 
 async def _many(request: Request, container: ContainerDep, kinds: frozenset[str], who: Principal) -> FastJSON:
-    raw = await _json(request)
+    raw = _json(await request.body())
     if not isinstance(raw, dict) or set(raw) != {"items"} or not isinstance(raw["items"], list):
         raise InvalidInput(
             'send {"items": [...]}', [ItemError(None, "items", "expected an object with `items`")]
@@ -91,7 +93,7 @@ async def _many(request: Request, container: ContainerDep, kinds: frozenset[str]
     "/v1/events", status_code=201, openapi_extra=_ONE, summary="Take in one event (idempotent by event_id)"
 )
 async def post_event(request: Request, who: EventWriter) -> FastJSON:
-    return await _one(request, ingest.EVENT_KINDS, who)
+    return await take_one(request.app.state, await request.body(), ingest.EVENT_KINDS, who)
 
 
 @router.post("/v1/events:batch", openapi_extra=_MANY, summary="Take in up to 1,000 events, all or nothing")
@@ -101,7 +103,7 @@ async def post_events(request: Request, container: ContainerDep, who: EventWrite
 
 @router.post("/v1/interactions", status_code=201, openapi_extra=_ONE, summary="Record one CRM interaction")
 async def post_interaction(request: Request, who: InteractionWriter) -> FastJSON:
-    return await _one(request, ingest.INTERACTION_KINDS, who)
+    return await take_one(request.app.state, await request.body(), ingest.INTERACTION_KINDS, who)
 
 
 @router.post(

@@ -7,7 +7,23 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
-from omnicrm.domain.errors import ItemError
+from omnicrm.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    ItemError,
+    NotFound,
+    Unauthenticated,
+)
+
+_STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthenticated: 401,
+}
 
 
 class FastJSON(JSONResponse):
@@ -37,3 +53,10 @@ def problem(
         body["errors"] = [e.as_dict() for e in errors]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Problem(body, status_code=status, headers=headers)
+
+
+def domain_problem(exc: DomainError) -> Problem:
+    """The problem response of a business error (its status from its class, 400 if none is mapped)."""
+    status = next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 400)
+    errors = exc.errors if isinstance(exc, InvalidInput) else None
+    return problem(status, exc.code, exc.title, exc.detail, errors)
