@@ -8,9 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 
 from omnicrm import __version__
@@ -42,6 +46,7 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
     )
 
 
+_DOCS_ASSETS = "/docs-assets"
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
@@ -91,6 +96,8 @@ def create_app(container: Container) -> FastAPI:
         # FastAPI's own OpenTelemetry looks up the global providers on every request even when
         # nothing is configured (~5 % of a single-event request): on only when asked for.
         telemetry=None if container.settings.opentelemetry else _NO_TELEMETRY,
+        docs_url=None,  # served from local files below (_offline_docs)
+        redoc_url=None,
     )
     app.state.container = container
     app.state.writer = writer
@@ -113,7 +120,25 @@ def create_app(container: Container) -> FastAPI:
         app.include_router(router)
 
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
+    _offline_docs(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the files the `swagger-ui-bundle` package ships, not from a CDN:
+    the API documentation works on a bank's closed network."""
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, include_in_schema=False)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
