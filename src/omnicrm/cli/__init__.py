@@ -15,13 +15,21 @@ import uvicorn
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.catchup import catch_up, default_processes
-from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, print_file_errors, report_error
+from omnicrm.cli.common import (
+    CLI_ACTOR,
+    console,
+    err,
+    open_container,
+    print_file_errors,
+    refusals_exit,
+    report_error,
+)
 from omnicrm.cli.imports import import_app, import_file
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.cli.supervise import DeciderProcess
 from omnicrm.cli.users import issue_token, users_app
-from omnicrm.domain.errors import DomainError, InvalidInput
+from omnicrm.domain.errors import InvalidInput
 from omnicrm.domain.partitions import COUNTS
 from omnicrm.services import auth, client_file, decider, explaining
 from omnicrm.services.campaign_launch import CampaignScheduler
@@ -227,16 +235,12 @@ def worker(
 def explain(customer: str, limit: int = 10) -> None:
     """Explain the latest decisions about a customer, in words (by id, or identifier kind:value)."""
     container = open_container(migrate=False)
-    try:
-        with container.reader() as conn:
-            customer_id = customer
-            if ":" in customer:
-                kind, value = customer.split(":", 1)
-                customer_id = client_file.lookup(conn, kind, value)
-            result = explaining.decisions(conn, customer_id, limit=limit)
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
+    with refusals_exit(), container.reader() as conn:
+        customer_id = customer
+        if ":" in customer:
+            kind, value = customer.split(":", 1)
+            customer_id = client_file.lookup(conn, kind, value)
+        result = explaining.decisions(conn, customer_id, limit=limit)
     if not result["items"]:
         console.print(f"no decisions about {result['customer_id']} yet")
     for item in result["items"]:

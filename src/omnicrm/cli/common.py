@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
@@ -29,6 +32,16 @@ def report_error(exc: DomainError) -> None:
     for item in getattr(exc, "errors", [])[:50]:
         where = f"line {item.index}: " if item.index is not None else ""
         err.print(f"  {where}{item.field}: {item.reason}")
+
+
+@contextmanager
+def refusals_exit() -> Iterator[None]:
+    """A business error raised inside is printed (`report_error`) and the command exits 1."""
+    try:
+        yield
+    except DomainError as exc:
+        report_error(exc)
+        raise typer.Exit(1) from None
 
 
 def print_file_errors(exc: DataFileError) -> None:

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, report_error
-from omnicrm.domain.errors import DomainError
+from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, refusals_exit
 from omnicrm.services import import_files, importer
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 
@@ -23,20 +22,16 @@ def import_file(kind: str, path: Path) -> None:
     container = open_container()
     total = import_files.count_records(path)
     columns = (TextColumn(f"import {kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task(kind, total=total)
-            advance = lambda n: bar.advance(task, n)  # noqa: E731
-            if kind == "customers":
-                report = importer.import_customers(container.uow, path, actor=CLI_ACTOR, progress=advance)
-            else:
-                kinds = EVENT_KINDS if kind == "events" else INTERACTION_KINDS
-                report = importer.import_events(
-                    container.uow, path, container.catalogue, kinds, actor=CLI_ACTOR, progress=advance
-                )
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
+    with refusals_exit(), Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(kind, total=total)
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if kind == "customers":
+            report = importer.import_customers(container.uow, path, actor=CLI_ACTOR, progress=advance)
+        else:
+            kinds = EVENT_KINDS if kind == "events" else INTERACTION_KINDS
+            report = importer.import_events(
+                container.uow, path, container.catalogue, kinds, actor=CLI_ACTOR, progress=advance
+            )
     console.print(
         f"{report.lines} lines: {report.accepted} stored, {report.duplicates} already known, "
         f"{report.customers_created} new profiles, {report.merges} merges"

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from omnicrm.cli.common import CLI_ACTOR, console, open_container, report_error
-from omnicrm.domain.errors import DomainError
+from omnicrm.cli.common import CLI_ACTOR, console, open_container, refusals_exit
 from omnicrm.services import auth
 
 users_app = typer.Typer(help="Users, roles and API tokens.")
@@ -24,21 +23,17 @@ def add_user(
     """Create a user."""
     secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
     container = open_container()
-    try:
-        with container.uow() as uow:
-            auth.create_user(
-                uow.conn,
-                username=username,
-                role=role,
-                password=secret,
-                branch=branch,
-                actor=CLI_ACTOR,
-                now=datetime.now(UTC),
-            )
-            uow.commit()
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
+    with refusals_exit(), container.uow() as uow:
+        auth.create_user(
+            uow.conn,
+            username=username,
+            role=role,
+            password=secret,
+            branch=branch,
+            actor=CLI_ACTOR,
+            now=datetime.now(UTC),
+        )
+        uow.commit()
     console.print(f"user {username} ({role}) created")
 
 
@@ -46,18 +41,14 @@ def add_user(
 def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
     """Issue an API token for a user and print it (it is shown only once)."""
     container = open_container()
-    try:
-        with container.uow() as uow:
-            token = auth.issue_token(
-                uow.conn,
-                username=username,
-                name=name,
-                ttl=timedelta(days=days) if days else None,
-                actor=CLI_ACTOR,
-                now=datetime.now(UTC),
-            )
-            uow.commit()
-    except DomainError as exc:
-        report_error(exc)
-        raise typer.Exit(1) from None
+    with refusals_exit(), container.uow() as uow:
+        token = auth.issue_token(
+            uow.conn,
+            username=username,
+            name=name,
+            ttl=timedelta(days=days) if days else None,
+            actor=CLI_ACTOR,
+            now=datetime.now(UTC),
+        )
+        uow.commit()
     print(token)
