@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,22 +96,40 @@ def _pg_admin(url: str) -> Any:
     return create_engine(admin, isolation_level="AUTOCOMMIT")
 
 
+def _measured(
+    fresh: Callable[[str], AbstractContextManager[Container]],
+    events: list[dict[str, Any]],
+    files: dict[str, Path],
+    runs: int,
+) -> Runs:
+    """Each run on fresh copies of the loaded profiles (`fresh(name)`): 1,000-event transactions on
+    one, `omnicrm import events` of the file on another."""
+    rates, imports = [], []
+    for run in range(runs):
+        with fresh(f"batches{run}") as container:
+            rates.append(_rates(len(events), *_timed_ingest(container, events)))
+        with fresh(f"import{run}") as container:
+            imports.append(_timed_import(container, files["events"]))
+    return rates, imports
+
+
 def _sqlite_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, work: Path) -> Runs:
     base = work / "base.db"
     container = bootstrap(_settings(f"sqlite:///{base}"), migrate=True)
     _load_customers(container, files["customers"])
     container.close()
-    rates, imports = [], []
-    for run in range(runs):
-        for db in (work / f"run{run}.db", work / f"import{run}.db"):
-            shutil.copy(base, db)
-            container = bootstrap(_settings(f"sqlite:///{db}"))
-            if db.name.startswith("run"):
-                rates.append(_rates(len(events), *_timed_ingest(container, events)))
-            else:
-                imports.append(_timed_import(container, files["events"]))
+
+    @contextmanager
+    def fresh(name: str) -> Iterator[Container]:
+        db = work / f"{name}.db"
+        shutil.copy(base, db)
+        container = bootstrap(_settings(f"sqlite:///{db}"))
+        try:
+            yield container
+        finally:
             container.close()
-    return rates, imports
+
+    return _measured(fresh, events, files, runs)
 
 
 def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg_url: str) -> Runs:
@@ -117,7 +137,7 @@ def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg
     made is dropped at the end, even after a failure (named by process: two benches at once are fine)."""
     admin = _pg_admin(pg_url)
     prefix = f"omnicrm_bench_ingest_{os.getpid()}"
-    base, names = f"{prefix}_base", [f"{prefix}_{i}_{how}" for i in range(runs) for how in ("run", "import")]
+    base, made = f"{prefix}_base", list[str]()
 
     def url(name: str) -> str:
         return make_url(pg_url).set(database=name).render_as_string(hide_password=False)
@@ -127,27 +147,28 @@ def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg
             for name in dropped:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    rates, imports = [], []
+    @contextmanager
+    def fresh(name: str) -> Iterator[Container]:
+        made.append(f"{prefix}_{name}")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{made[-1]}" TEMPLATE "{base}"'))
+        container = bootstrap(_settings(url(made[-1])))
+        try:
+            yield container
+        finally:
+            container.close()
+            drop(made[-1])
+
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{base}"'))
         container = bootstrap(_settings(url(base)), migrate=True)
         _load_customers(container, files["customers"])
         container.close()
-        for name in names:
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{base}"'))
-            container = bootstrap(_settings(url(name)))
-            if name.endswith("_run"):
-                rates.append(_rates(len(events), *_timed_ingest(container, events)))
-            else:
-                imports.append(_timed_import(container, files["events"]))
-            container.close()
-            drop(name)
+        return _measured(fresh, events, files, runs)
     finally:
-        drop(base, *names)
+        drop(base, *made)
         admin.dispose()
-    return rates, imports
 
 
 def bench_token(container: Container) -> str:
