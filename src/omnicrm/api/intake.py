@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnicrm.api.deps import authorise, bearer_token
 from omnicrm.api.events import take_one
+from omnicrm.api.pan_guard import read_body
 from omnicrm.api.responses import domain_problem
 from omnicrm.domain.errors import DomainError
 from omnicrm.domain.permissions import Permission
@@ -36,19 +37,6 @@ def _authorization(scope: Scope) -> str | None:
         if name == b"authorization":
             return str(value.decode("latin-1"))
     return None
-
-
-async def _body(receive: Receive) -> bytes | None:
-    """The whole request body (None: the client went away)."""
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 class IntakeFastPath:
@@ -69,7 +57,7 @@ class IntakeFastPath:
         try:
             # As in the route: the caller first, then the body.
             who = authorise(self.state, bearer_token(_authorization(scope)), permission)
-            body = await _body(receive)
+            body = await read_body(receive)
             if body is None:
                 return
             response = await take_one(self.state, body, kinds, who)

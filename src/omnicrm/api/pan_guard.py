@@ -43,6 +43,19 @@ def _holds_pan(body: bytes) -> bool:
         return False
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body from the ASGI messages (None: the client went away)."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
 class PanGuard:
     """Buffers the body of write requests, refuses it with 422 if it holds a PAN, else replays it."""
 
@@ -53,15 +66,9 @@ class PanGuard:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return
         if body and _holds_pan(body):
             response = problem(
                 422,
