@@ -32,16 +32,17 @@ async def _client(
     stop_at: float,
     result: LoadResult,
     interval: float | None,
+    first_at: float,
 ) -> None:
-    """One keep-alive connection. With `interval`, requests are paced and latency counts from the
-    scheduled send time, so a stall is charged to every request it delayed (no coordinated omission)."""
+    """One keep-alive connection. With `interval`, requests are paced from `first_at` on and latency
+    counts from the scheduled send time, so a stall is charged to every request it delayed (no
+    coordinated omission)."""
     reader, writer = await asyncio.open_connection(host, port)
-    scheduled = time.perf_counter()
+    scheduled = first_at
     try:
         while time.perf_counter() < stop_at:
             request = make_request()
             if interval is not None:
-                scheduled += interval
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -58,6 +59,8 @@ async def _client(
             if length:
                 await reader.readexactly(length)
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            if interval is not None:
+                scheduled += interval
             status = int(status_line.split()[1]) if status_line else 0
             result.statuses[status] = result.statuses.get(status, 0) + 1
     finally:
@@ -73,13 +76,19 @@ async def run_load(
     seconds: float,
     rate: float | None = None,
 ) -> LoadResult:
-    """`concurrency` connections for `seconds`: as fast as answered, or paced to `rate` requests/s in all."""
+    """`concurrency` connections for `seconds`: as fast as answered, or paced to `rate` requests/s in
+    all. Paced connections are staggered evenly over one interval, so the server sees a steady
+    `rate` rather than `concurrency` requests at once every interval."""
     result = LoadResult()
     started = time.perf_counter()
     stop_at = started + seconds
     interval = concurrency / rate if rate else None
+    step = (interval or 0.0) / concurrency
     await asyncio.gather(
-        *(_client(host, port, make_request, stop_at, result, interval) for _ in range(concurrency))
+        *(
+            _client(host, port, make_request, stop_at, result, interval, started + k * step)
+            for k in range(concurrency)
+        )
     )
     result.seconds = time.perf_counter() - started
     return result

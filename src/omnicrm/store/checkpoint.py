@@ -4,9 +4,16 @@ By default the connection whose commit pushes the write-ahead log past 1,000 pag
 into the database file, fsync included, inside that commit: a decision batch or an ingest batch
 then waits tens of milliseconds for it, while holding the one write lock. Here a background thread
 with its own connection checkpoints instead (PASSIVE: it never blocks a writer or a reader), on
-the second core, a few times a second while the log is being written. Writers keep a far higher
+the second core, ten times a second while the log is being written. Writers keep a far higher
 automatic threshold (`FALLBACK_PAGES`) as a safety net, so the log stays bounded even if this
 thread is not running (another process, a stopped engine).
+
+Why so often: once a checkpoint has copied the whole log, the next writer starts the log over and,
+by SQLite's rule for `synchronous=NORMAL`, syncs its header - inside its commit, holding the write
+lock. That sync (and the checkpoint's own) costs in proportion to what is still unwritten on disk,
+so small, frequent checkpoints keep every one of them short. Measured with 2,000 single-event
+requests/s on two API workers: every 1 s, a 25-30 ms commit every ~2 s (p99 18-36 ms); every
+0.1 s, p99 16-18 ms and no request over 28 ms; every 4 s, stalls of 70-80 ms.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import threading
 log = logging.getLogger(__name__)
 
 FALLBACK_PAGES = 20_000  # a writer checkpoints itself only if the log grew this far (~80 MB)
-INTERVAL_S = 1.0
+INTERVAL_S = 0.1
 
 
 class Checkpointer:
