@@ -22,6 +22,7 @@ from rich.console import Console
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from omnicrm.bench.copies import sqlite_copy
 from omnicrm.bench.ingest import _free_port, _pg_admin, _settings, bench_token
 from omnicrm.bench.loadgen import post_json, run_load
 from omnicrm.bootstrap import Container, bootstrap
@@ -70,9 +71,8 @@ def _drained(url: str, batch: int | None, processes: int) -> Result:
 
 
 def _throughput(base: Path, work: Path, run: int, batch: int | None, processes: int) -> Result:
-    db = work / f"decide{run}.db"
-    shutil.copy(base, db)
-    return _drained(f"sqlite:///{db}", batch, processes)
+    with sqlite_copy(base, work / f"decide{run}.db") as url:
+        return _drained(url, batch, processes)
 
 
 def _pg_throughput(

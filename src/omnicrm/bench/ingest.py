@@ -6,7 +6,6 @@ import asyncio
 import gc
 import itertools
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from rich.console import Console
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from omnicrm.bench.copies import remove, sqlite_copy
 from omnicrm.bench.loadgen import LoadResult, post_json, run_load
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import auth, ingest
@@ -121,13 +121,12 @@ def _sqlite_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int
 
     @contextmanager
     def fresh(name: str) -> Iterator[Container]:
-        db = work / f"{name}.db"
-        shutil.copy(base, db)
-        container = bootstrap(_settings(f"sqlite:///{db}"))
-        try:
-            yield container
-        finally:
-            container.close()
+        with sqlite_copy(base, work / f"{name}.db") as url:
+            container = bootstrap(_settings(url))
+            try:
+                yield container
+            finally:
+                container.close()
 
     return _measured(fresh, events, files, runs)
 
@@ -259,6 +258,7 @@ def _rest_load(
     finally:
         server.terminate()
         server.wait(timeout=10)
+        remove(db)  # not left to be written back during the next deployment's test
 
 
 def run(
