@@ -68,27 +68,42 @@ class Batch:
         self.messages: list[dict[str, Any]] = []
         self.goal_met: set[str] = set()  # instances whose pending messages must be cancelled
         self.report = Report()
+        self._prepared: conversations.BatchWrite | None = None
 
     def save(self, row: dict[str, Any], **values: Any) -> None:
         row.update(values, updated_at=self.now)
         if row["id"] not in self.new:
             self.changed[row["id"]] = row
 
+    def prepare(self) -> None:
+        """Put everything the batch decided in stored form, without touching the database: done
+        before the write lock is taken, the lock is held only for the statements (`flush`). The
+        batch must not change between the two."""
+        self._prepared = self._stored()
+
     def flush(self, conn: Connection | None = None) -> None:
         """Write everything the batch decided, in a handful of bulk statements (on `conn`, a later
-        transaction than the one it read in, if given)."""
+        transaction than the one it read in, if given); prepared here unless `prepare` just did."""
+        prepared, self._prepared = self._prepared or self._stored(), None
         if conn is not None:
             self.conn = conn
-        conversations.insert_instances(self.conn, list(self.new.values()))
-        conversations.save_instances(self.conn, list(self.changed.values()))
+        conversations.write_batch(self.conn, prepared)
+
+    def _stored(self) -> conversations.BatchWrite:
         for message in self.messages:
             if message["instance_id"] in self.goal_met:
                 message["status"] = "cancelled"
-        conversations.insert_outbox(self.conn, self.messages)
         ended = self.goal_met - set(self.new)  # each was saved (finish), so its owner is known
         owners = {self.changed[i]["customer_id"] for i in ended} if ended <= set(self.changed) else None
-        conversations.cancel_pending(self.conn, ended, owners)
-        conversations.insert_decisions(self.conn, self.decisions)
+        return conversations.prepare_batch(
+            self.conn.dialect,
+            new=list(self.new.values()),
+            moved=list(self.changed.values()),
+            messages=self.messages,
+            decided=self.decisions,
+            ended=ended,
+            ended_by=owners,
+        )
 
     def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
         return {

@@ -78,6 +78,8 @@ def consume(
             rows, plan = _plan(reader.conn, library, last, limit, moment, partition, upto)
             if not rows:
                 return Report()
+            if plan is not None:
+                plan.prepare()  # the rows in stored form before the write lock, not while holding it
         with writer as work:
             if (
                 offsets.read_offset(work.conn, consumer, moment, create=partition.whole) != last

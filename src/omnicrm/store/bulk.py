@@ -1,16 +1,18 @@
 """Many rows in and out on hot paths, without SQLAlchemy's per-value processing: `fetch` reads a
-Core select's rows as plain sequences, `bulk_insert` writes rows in their stored form."""
+Core select's rows as plain sequences, `bulk_insert` writes rows in their stored form (`stored_rows`
+builds that form apart, `insert_stored` writes it)."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Column, ColumnDefault, Select, Table, insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from omnicrm.store.types import UtcDateTime
 
@@ -80,25 +82,39 @@ def _pg_time(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRows:
+    """Rows of one table in the form they are stored in, ready for `insert_stored`. Building them is
+    pure Python, so a writer can do it before it takes the database's write lock."""
+
+    table: Table
+    names: tuple[str, ...]
+    values: list[tuple[Any, ...]]
+    dialect: str
+    rows: list[dict[str, Any]] = field(default_factory=list)  # a dialect without a fast path: as given
+
+
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert many rows on the hot path, as timeline.insert_events does: on SQLite one driver
     executemany of tuples in stored form (times as text, JSON serialised once), on PostgreSQL one
     COPY; no per-value bind processing, which cost more than the insert itself. Elsewhere a Core
-    executemany.
+    executemany. (`stored_rows` + `insert_stored`, in one go.)"""
+    if rows:
+        insert_stored(conn, stored_rows(conn.dialect, table, rows))
 
-    Every row has the keys of the first. A column left out gets its Python-side default (as a Core
-    insert would give it); other typed values (dates, times, booleans) take the dialect's own bind
-    conversion, so what is stored is what a Core insert stores."""
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect not in ("sqlite", "postgresql"):
-        conn.execute(insert(table), rows)
-        return
+
+def stored_rows(dialect: Dialect, table: Table, rows: list[dict[str, Any]]) -> StoredRows:
+    """`rows` (dicts, every one with the keys of the first) in stored form for `dialect`. A column
+    left out gets its Python-side default (as a Core insert would give it); other typed values
+    (dates, times, booleans) take the dialect's own bind conversion, so what is stored is what a
+    Core insert stores."""
+    name = dialect.name
+    if not rows or name not in ("sqlite", "postgresql"):
+        return StoredRows(table, (), [], name, rows=list(rows))
     columns = [c for c in table.c if c.key in rows[0]]
     defaults = [(c, d) for c in table.c if c.key not in rows[0] and (d := _python_default(c)) is not None]
     times: dict[datetime, Any] = {}  # the rows of a batch share a few moments
-    to_time = sqlite_time if dialect == "sqlite" else _pg_time
+    to_time = sqlite_time if name == "sqlite" else _pg_time
 
     def stored_time(moment: datetime | None) -> Any:
         if moment is None:
@@ -112,11 +128,9 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             return stored_time
         if isinstance(column.type, JSON):
             return _json_text
-        if dialect != "sqlite":  # COPY adapts dates, times and booleans itself
+        if name != "sqlite":  # COPY adapts dates, times and booleans itself
             return None
-        processor: Callable[[Any], Any] | None = column.type.dialect_impl(conn.dialect).bind_processor(
-            conn.dialect
-        )
+        processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(dialect)
         return processor
 
     read = operator.itemgetter(*(column.key for column in columns))
@@ -128,14 +142,27 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         for at, form in forms:
             value[at] = form(value[at])
         values.append((*value, *filled))
-    names = ", ".join(c.name for c in (*columns, *(c for c, _ in defaults)))
-    if dialect == "sqlite":
-        marks = ", ".join("?" * (len(columns) + len(defaults)))
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)  # noqa: S608
+    names = tuple(c.name for c in (*columns, *(c for c, _ in defaults)))
+    return StoredRows(table, names, values, name)
+
+
+def insert_stored(conn: Connection, stored: StoredRows) -> None:
+    """Write rows built by `stored_rows` for this connection's dialect."""
+    if stored.dialect != conn.dialect.name:
+        raise ValueError(f"rows stored for {stored.dialect}, written to {conn.dialect.name}")
+    if stored.rows:
+        conn.execute(insert(stored.table), stored.rows)
+        return
+    if not stored.values:
+        return
+    table, names = stored.table.name, ", ".join(stored.names)
+    if stored.dialect == "sqlite":
+        marks = ", ".join("?" * len(stored.names))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", stored.values)  # noqa: S608
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-        for stored_row in values:
+    with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for stored_row in stored.values:
             copy.write_row(stored_row)
 
 

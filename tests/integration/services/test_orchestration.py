@@ -610,7 +610,7 @@ def test_a_goal_older_than_the_interest_window_is_forgotten_in_any_batch(
 # ------------------------------------------------------------------------------------ crash safety
 
 
-@pytest.mark.parametrize("where", ["write_offset", "insert_decisions"])
+@pytest.mark.parametrize("where", ["write_offset", "write_batch"])
 def test_failed_consume_leaves_nothing_and_the_retry_runs_once(
     loop: Loop, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
