@@ -6,10 +6,7 @@ import asyncio
 import gc
 import itertools
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,8 +20,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from omnicrm.bench.copies import sqlite_copy
-from omnicrm.bench.ingest import _free_port, _pg_admin, _settings, bench_token
+from omnicrm.bench.ingest import _pg_admin, _settings, bench_token
 from omnicrm.bench.loadgen import post_json, run_load
+from omnicrm.bench.server import serving
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.catchup import catch_up, default_processes
 from omnicrm.services import decider
@@ -144,47 +142,8 @@ def _warm_up(container: Container, port: int, token: str, template: dict[str, An
 def _latency(
     base: Path, work: Path, seconds: float, rate: float, sample: list[dict[str, Any]], console: Console
 ) -> None:
-    db = work / "latency.db"
-    shutil.copy(base, db)
-    container = bootstrap(_settings(f"sqlite:///{db}"))
-    decider.drain(container.uow, container.library)  # start from a decided state
-    token = bench_token(container)
-    port = _free_port()
-    env = {**os.environ, "OMNICRM_DATABASE_URL": f"sqlite:///{db}", "OMNICRM_DECIDER_IDLE_MS": "50"}
-    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port), "--workers", "1"], env=env
-    )
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        _warm_up(container, port, token, sample[0])
-        counter, templates = itertools.count(), itertools.cycle(sample)
-
-        def make() -> bytes:
-            body = {
-                **next(templates),
-                "event_id": f"lat-{next(counter)}",
-                "occurred_at": datetime.now(UTC).isoformat(),
-            }
-            return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
-
-        asyncio.run(run_load("127.0.0.1", port, make, concurrency=16, seconds=seconds, rate=rate))
-        time.sleep(2)  # let the worker finish the last events
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    with container.reader() as conn:
-        query = (
-            select(events.c.received_at, decisions.c.decided_at)
-            .join(decisions, decisions.c.event_id == events.c.event_id)
-            .where(events.c.event_id.like("lat-%"))
-        )
-        delays = sorted((d - r).total_seconds() * 1000 for r, d in conn.execute(query))
-    container.close()
+    with sqlite_copy(base, work / "latency.db") as url:
+        delays = _delays(url, seconds, rate, sample)
     if not delays:
         console.print("latency: no decisions were made for the posted events")
         return
@@ -193,6 +152,38 @@ def _latency(
         f"event -> stored decision in the running service ({rate:,.0f} events/s posted, {len(delays):,} "
         f"decisions): p50 {p50:.1f} ms, p99 {p99:.1f} ms (received_at -> decided_at)"
     )
+
+
+def _delays(url: str, seconds: float, rate: float, sample: list[dict[str, Any]]) -> list[float]:
+    """Post `sample` events at `rate` for `seconds` to `serve` on `url`; each one's milliseconds from
+    received to decided, sorted."""
+    container = bootstrap(_settings(url))
+    try:
+        decider.drain(container.uow, container.library)  # start from a decided state
+        token = bench_token(container)
+        with serving(url, 1, decider_idle_ms="50") as port:
+            _warm_up(container, port, token, sample[0])
+            counter, templates = itertools.count(), itertools.cycle(sample)
+
+            def make() -> bytes:
+                body = {
+                    **next(templates),
+                    "event_id": f"lat-{next(counter)}",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                }
+                return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
+
+            asyncio.run(run_load("127.0.0.1", port, make, concurrency=16, seconds=seconds, rate=rate))
+            time.sleep(2)  # let the worker finish the last events
+        with container.reader() as conn:
+            query = (
+                select(events.c.received_at, decisions.c.decided_at)
+                .join(decisions, decisions.c.event_id == events.c.event_id)
+                .where(events.c.event_id.like("lat-%"))
+            )
+            return sorted((d - r).total_seconds() * 1000 for r, d in conn.execute(query))
+    finally:
+        container.close()
 
 
 def run(

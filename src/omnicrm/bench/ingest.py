@@ -6,10 +6,7 @@ import asyncio
 import gc
 import itertools
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from rich.console import Console
 from sqlalchemy import create_engine, text
@@ -26,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from omnicrm.bench.copies import remove, sqlite_copy
 from omnicrm.bench.loadgen import LoadResult, post_json, run_load
+from omnicrm.bench.server import serving
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import auth, ingest
 from omnicrm.services.importer import import_customers, import_events
@@ -184,12 +181,6 @@ def bench_token(container: Container) -> str:
     return token
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # The REST test runs twice: the API alone (decisions made by `omnicrm worker` elsewhere, as in a
 # scaled deployment), then `omnicrm serve` as shipped, whose decision worker decides on every posted
 # event on the same two cores as the API workers and this load generator.
@@ -220,44 +211,27 @@ def _rest_load(
     container = bootstrap(settings, migrate=True)
     token = bench_token(container)
     container.close()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "OMNICRM_DATABASE_URL": settings.database_url,
-        "OMNICRM_PORT": str(port),
-        "OMNICRM_DECIDE_IN_PROCESS": str(deciding).lower(),
-    }
-    server = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "omnicrm", "serve", "--port", str(port), "--workers", str(workers)], env=env
-    )
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        counter = itertools.count()
-        templates = itertools.cycle(events)
+        with serving(settings.database_url, workers, decide_in_process=str(deciding).lower()) as port:
+            counter = itertools.count()
+            templates = itertools.cycle(events)
 
-        def make() -> bytes:
-            body = dict(next(templates))
-            body["event_id"] = f"rest-{next(counter)}"
-            return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
+            def make() -> bytes:
+                body = dict(next(templates))
+                body["event_id"] = f"rest-{next(counter)}"
+                return post_json("/v1/events", "127.0.0.1", token, orjson.dumps(body))
 
-        asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=1.0))  # warm-up
-        return [
-            (
-                label,
-                asyncio.run(
-                    run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=seconds, rate=rate)
-                ),
-            )
-            for label, rate in (("as fast as answered", None), ("paced at 2,000 requests/s", 2000.0))
-        ]
+            asyncio.run(run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=1.0))  # warm-up
+            return [
+                (
+                    label,
+                    asyncio.run(
+                        run_load("127.0.0.1", port, make, concurrency=concurrency, seconds=seconds, rate=rate)
+                    ),
+                )
+                for label, rate in (("as fast as answered", None), ("paced at 2,000 requests/s", 2000.0))
+            ]
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         remove(db)  # not left to be written back during the next deployment's test
 
 
