@@ -6,6 +6,7 @@ import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import swagger_ui_bundle
@@ -50,49 +51,65 @@ _DOCS_ASSETS = "/docs-assets"
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
-def create_app(container: Container) -> FastAPI:
-    """Build the API around an already wired container."""
-    decider = DecisionWorker(
-        container.uow, container.current_library, idle_s=container.settings.decider_idle_ms / 1000
-    )
-    scheduler = CampaignScheduler(
-        container.uow,
-        container.current_library,
-        container.catalogue,
-        interval_s=container.settings.campaign_poll_s,
-        after_batch=decider.nudge,
-    )
-    writer = GroupCommitWriter(
-        container.uow,
-        linger_s=container.settings.ingest_linger_ms / 1000,
-        max_batch=container.settings.ingest_max_batch,
-        after_commit=decider.nudge,
-    )
+@dataclass(frozen=True, slots=True)
+class _Background:
+    """The threads an API process runs beside its requests: the group-commit writer, and (unless a
+    decision worker runs elsewhere) the decider and the campaign scheduler."""
+
+    writer: GroupCommitWriter
+    decider: DecisionWorker
+    scheduler: CampaignScheduler
+    deciding: bool
+
+    @classmethod
+    def of(cls, container: Container) -> _Background:
+        settings = container.settings
+        decider = DecisionWorker(
+            container.uow, container.current_library, idle_s=settings.decider_idle_ms / 1000
+        )
+        scheduler = CampaignScheduler(
+            container.uow,
+            container.current_library,
+            container.catalogue,
+            interval_s=settings.campaign_poll_s,
+            after_batch=decider.nudge,
+        )
+        writer = GroupCommitWriter(
+            container.uow,
+            linger_s=settings.ingest_linger_ms / 1000,
+            max_batch=settings.ingest_max_batch,
+            after_commit=decider.nudge,
+        )
+        return cls(writer, decider, scheduler, settings.decide_in_process)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         # Everything built at start-up lives as long as the process: keep it out of GC scans,
         # and collect young objects less often, which trims latency spikes under load.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        writer.start()
-        if container.settings.decide_in_process:
-            decider.start()
-            scheduler.start()
+        self.writer.start()
+        if self.deciding:
+            self.decider.start()
+            self.scheduler.start()
         try:
             yield
         finally:
-            writer.stop()
-            scheduler.stop()
-            decider.stop()
+            self.writer.stop()
+            self.scheduler.stop()
+            self.decider.stop()
 
+
+def create_app(container: Container) -> FastAPI:
+    """Build the API around an already wired container."""
+    background = _Background.of(container)
     app = FastAPI(
         title="omnicrm",
         version=__version__,
         description="Unified client profile, event intake, CRM timeline, explainable decisions, scenario "
         "conversations and campaigns for a bank's communications.",
-        lifespan=lifespan,
+        lifespan=background.lifespan,
         # FastAPI's own OpenTelemetry looks up the global providers on every request even when
         # nothing is configured (~5 % of a single-event request): on only when asked for.
         telemetry=None if container.settings.opentelemetry else _NO_TELEMETRY,
@@ -100,8 +117,8 @@ def create_app(container: Container) -> FastAPI:
         redoc_url=None,
     )
     app.state.container = container
-    app.state.writer = writer
-    app.state.decider = decider
+    app.state.writer = background.writer
+    app.state.decider = background.decider
     app.state.token_cache = TokenCache(container.settings.token_cache_seconds)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
