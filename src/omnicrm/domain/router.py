@@ -53,6 +53,17 @@ def _choose(routes: tuple[Route, ...], variables: Callable[[], Any]) -> str:
     return routes[-1].goto  # validated: the last row has no condition
 
 
+def _effect(name: str, step: Step, channel: str, *, sent: bool) -> Effect:
+    """What a send or task step does: a message, a call-centre task, or - its channel not
+    permitted - a skip with the reason."""
+    if not sent:
+        reason = f"{channel} is not permitted for this person now"
+        return Effect("skipped", name, channel, step.template, step.queue, reason)
+    if step.kind == "send":
+        return Effect("send", name, channel, step.template)
+    return Effect("task", name, "callcentre", queue=step.queue, note=step.reason or "")
+
+
 def _lazy(context: Mapping[str, Any]) -> Callable[[], Any]:
     """The CEL variables of `context`, converted on first use and then reused by every route row."""
     made: list[Any] = []
@@ -115,21 +126,7 @@ def run(
             if until is not None and until > now:
                 return Advance(name, "active", until, None, tuple(effects), tuple(trail))
         unsent = channel not in permitted
-        if unsent:
-            effects.append(
-                Effect(
-                    "skipped",
-                    name,
-                    channel,
-                    step.template,
-                    step.queue,
-                    f"{channel} is not permitted for this person now",
-                )
-            )
-        elif step.kind == "send":
-            effects.append(Effect("send", name, channel, step.template))
-        else:
-            effects.append(Effect("task", name, "callcentre", queue=step.queue, note=step.reason or ""))
+        effects.append(_effect(name, step, channel, sent=not unsent))
         assert step.next is not None
         name = step.next
     return Advance(name, "completed", None, "routing_loop", tuple(effects), tuple(trail))

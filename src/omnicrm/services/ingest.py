@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.catalogue import Catalogue, ProductEffect
+from omnicrm.domain.catalogue import Catalogue, EventType, ProductEffect
 from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
@@ -84,16 +84,8 @@ def prepare_one(
             for e in exc.errors(include_url=False)
         ]
     event_type = catalogue.get(event.type)
-    if event_type is None or event_type.kind not in kinds:
-        accepted = ", ".join(catalogue.names(*kinds)[:8])
-        return [
-            ItemError(
-                index, "type", f"unknown {'/'.join(sorted(kinds))} type {event.type!r} (e.g. {accepted})"
-            )
-        ]
-    if event_type.system_only and not system:
-        reason = f"{event.type!r} is written by omnicrm itself (campaign launches), not accepted from outside"
-        return [ItemError(index, "type", reason)]
+    if event_type is None or event_type.kind not in kinds or (event_type.system_only and not system):
+        return [ItemError(index, "type", _refused_type(event.type, event_type, catalogue, kinds))]
     errors: list[ItemError] = []
     attributes = event_type.clean(event.attributes, index)
     if isinstance(attributes, list):
@@ -120,6 +112,16 @@ def prepare_one(
         attributes,
         event_type.product,
     )
+
+
+def _refused_type(
+    name: str, event_type: EventType | None, catalogue: Catalogue, kinds: frozenset[str]
+) -> str:
+    """Why an item of type `name` is refused: unknown here, or written only by omnicrm itself."""
+    if event_type is None or event_type.kind not in kinds:
+        accepted = ", ".join(catalogue.names(*kinds)[:8])
+        return f"unknown {'/'.join(sorted(kinds))} type {name!r} (e.g. {accepted})"
+    return f"{name!r} is written by omnicrm itself (campaign launches), not accepted from outside"
 
 
 def prepare(

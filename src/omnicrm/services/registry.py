@@ -183,22 +183,7 @@ def publish(
     before: dict[str, int] = dict(latest["current"]) if latest else {}
     report.retired = sorted(set(before) - set(current))
     report.rolled_back = [f"{s}@{v}" for s, v in current.items() if s in before and v < int(before[s])]
-    store.insert_versions(
-        conn,
-        [
-            {
-                "scenario_id": sid,
-                "version": version,
-                "checksum": spec_checksum(files.specs[(sid, version)][0]),
-                "spec": spec_text(files.specs[(sid, version)][0]),
-                "source": files.specs[(sid, version)][1][-300:],
-                "generation": generation,
-                "published_by": actor,
-                "published_at": now,
-            }
-            for sid, version in added
-        ],
-    )
+    store.insert_versions(conn, _version_rows(files, added, generation, actor, now))
     store.insert_generation(
         conn,
         {
@@ -222,6 +207,25 @@ def publish(
         details={**report.as_dict(), "note": note},
     )
     return report
+
+
+def _version_rows(
+    files: LibraryFiles, added: list[tuple[str, int]], generation: int, actor: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The registry rows of the scenario versions first published in `generation`."""
+    return [
+        {
+            "scenario_id": sid,
+            "version": version,
+            "checksum": spec_checksum(files.specs[(sid, version)][0]),
+            "spec": spec_text(files.specs[(sid, version)][0]),
+            "source": files.specs[(sid, version)][1][-300:],
+            "generation": generation,
+            "published_by": actor,
+            "published_at": now,
+        }
+        for sid, version in added
+    ]
 
 
 def _migrate(
