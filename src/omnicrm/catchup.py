@@ -41,8 +41,12 @@ MIN_EVENTS = 20_000
 # events, 2 processes) 2,000 -> 10,000 events per batch took 15.6 s -> 12.8 s, 20,000 took 8.0 s and
 # 40,000 7.4 s (10 % less CPU). The price: each write holds the database's write lock longer (measured
 # 250-400 ms at 20,000, 370-520 ms at 40,000) and each process holds ~375 MB instead of ~295 MB. A bulk
-# catch-up can afford both; a live worker keeps small batches (decider.BATCH).
-BACKLOG_BATCH = 40_000
+# catch-up can afford both; a live worker keeps small batches (decider.BATCH). `omnicrm decide`, with
+# nothing else writing, goes further: 80,000 (one batch per partition on the bench data set) took
+# 6.65-7.54 s against 7.19-9.21 s at 40,000 (6 interleaved pairs, medians 7.10 / 7.58 s), at ~527 MB per
+# process and one write of ~1 s. The worker beside the API keeps 40,000: its writes hold up intake.
+BACKLOG_BATCH = 80_000
+LIVE_BACKLOG_BATCH = 40_000
 
 
 def _drain_partition(

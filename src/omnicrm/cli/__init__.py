@@ -14,7 +14,7 @@ import uvicorn
 
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
-from omnicrm.catchup import catch_up, default_processes
+from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
 from omnicrm.cli.common import (
     CLI_ACTOR,
     console,
@@ -220,7 +220,13 @@ def worker(
                 time.sleep(1)  # another worker decides on this database; stand by
                 continue
             doorbell.listen()
-            report = catch_up(container, processes=count, timers=decider.LIVE_TIMERS, timer_rounds=1)
+            report = catch_up(
+                container,
+                processes=count,
+                backlog_limit=LIVE_BACKLOG_BATCH,
+                timers=decider.LIVE_TIMERS,
+                timer_rounds=1,
+            )
             if not report.scanned and not report.timers:
                 doorbell.wait(idle_ms / 1000)
     except KeyboardInterrupt:
