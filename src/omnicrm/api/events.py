@@ -74,9 +74,9 @@ async def _many(request: Request, container: ContainerDep, kinds: frozenset[str]
 
     def work() -> dict[str, Any]:
         prepared = ingest.prepare(raw["items"], container.catalogue, kinds, pan_scanned=True)
-        with container.uow() as uow:
-            result = ingest.ingest(uow.conn, prepared, actor=who.username, now=datetime.now(UTC))
-            uow.commit()
+        # A concurrent batch (or single event) that stored one of these event ids first makes it a
+        # duplicate here, not a 500: see ingest.store.
+        (result,) = ingest.store(container.uow, [(who.username, prepared)], now=datetime.now(UTC))
         request.app.state.decider.nudge()
         return {
             "accepted": result.accepted,

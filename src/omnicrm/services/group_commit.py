@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from omnicrm.domain.errors import DomainError
-from omnicrm.services.ingest import IngestResult, Prepared, ingest
+from omnicrm.services.ingest import IngestResult, Prepared, store
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -102,39 +102,45 @@ class GroupCommitWriter:
     def _write(self, batch: list[_Job]) -> None:
         """Commit the batch; if it fails, commit each event alone so one bad event fails only itself."""
         try:
-            results = self._commit(batch)
+            outcomes = self._commit(batch)
         except Exception as exc:
             if len(batch) == 1:
                 if not isinstance(exc, DomainError):
                     log.exception("event %s could not be stored", batch[0].item.event_id)
-                self._answer(batch, {}, exc)
+                self._answer(batch, None, exc)
                 return
             for job in batch:
                 self._write([job])
             return
         self.after_commit()
-        self._answer(batch, results, None)
+        self._answer(batch, outcomes, None)
 
     @staticmethod
-    def _answer(batch: list[_Job], results: dict[str, Outcome], error: BaseException | None) -> None:
+    def _answer(batch: list[_Job], outcomes: list[Outcome] | None, error: BaseException | None) -> None:
         on_loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for job in batch:
-            outcome = None if error is not None else results[job.item.event_id]
+        for index, job in enumerate(batch):
+            outcome = None if outcomes is None else outcomes[index]
             on_loops.setdefault(job.loop, []).append((job.future, outcome, error))
         for loop, settled in on_loops.items():
             with contextlib.suppress(RuntimeError):  # a closed loop (shutting down): nobody waits
                 loop.call_soon_threadsafe(_settle, settled)
 
-    def _commit(self, batch: list[_Job]) -> dict[str, Outcome]:
-        now = datetime.now(UTC)
-        outcomes: dict[str, Outcome] = {}
-        by_actor: dict[str, list[Prepared]] = {}
-        for job in batch:
-            by_actor.setdefault(job.actor, []).append(job.item)
-        with self.uow() as uow:
-            for actor, items in by_actor.items():
-                result: IngestResult = ingest(uow.conn, items, actor=actor, now=now)
-                for outcome in result.outcomes:
-                    outcomes.setdefault(outcome[0], outcome)
-            uow.commit()
-        return outcomes
+    def _commit(self, batch: list[_Job]) -> list[Outcome]:
+        """One transaction for the batch; the outcome of each job, in the batch's order.
+
+        Outcomes belong to the jobs, not to the event ids: of several copies of one event_id in a
+        batch (a client's retry racing its first try), `ingest` writes the first and answers it
+        `accepted`, and answers every other copy `duplicate` - one 201, as if they had come one
+        after the other. A copy in a later batch finds the stored row; a copy another process
+        stored meanwhile makes `store` run the transaction again (see `ingest.store`)."""
+        by_actor: dict[str, list[int]] = {}
+        for index, job in enumerate(batch):
+            by_actor.setdefault(job.actor, []).append(index)
+        groups = list(by_actor.items())
+        results: list[IngestResult] = store(
+            self.uow, [(actor, [batch[i].item for i in at]) for actor, at in groups], now=datetime.now(UTC)
+        )
+        outcomes: dict[int, Outcome] = {}
+        for (_, at), result in zip(groups, results, strict=True):
+            outcomes.update(zip(at, result.outcomes, strict=True))
+        return [outcomes[index] for index in range(len(batch))]

@@ -6,7 +6,7 @@ All-or-nothing: `prepare` finds every problem of every item before anything is w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -23,11 +23,14 @@ from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services.contracts import EventIn
 from omnicrm.services.identity import merge_pair, new_customer_id
 from omnicrm.store import profiles, timeline
+from omnicrm.store.uow import UnitOfWork
 
 Pair = tuple[str, str]
 EVENT_KINDS = frozenset({"behavioural", "operational", "reaction"})
 INTERACTION_KINDS = frozenset({"interaction"})
 _COMPLAINT_DELTA = {"crm.complaint.registered": 1, "crm.complaint.resolved": -1}
+_UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+_ATTEMPTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,37 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
         pending.discard(item.event_id)
         result.outcomes.append((item.event_id, status, owners.get(item.event_id)))
     return result
+
+
+def store(
+    uow: Callable[[], UnitOfWork], batches: Sequence[tuple[str, list[Prepared]]], *, now: datetime
+) -> list[IngestResult]:
+    """Ingest each (actor, prepared items) in one transaction, commit it, return one result each.
+
+    On PostgreSQL two transactions that overlap (the group commits of two API processes, two
+    `:batch` requests, a batch beside the writer) can both find an event_id - or a new identifier -
+    not stored yet; the one that writes second then fails on the unique key once the first commits.
+    It lost a race, nothing is wrong with it: the whole transaction is run again and now finds the
+    other's rows, so the event is answered as a duplicate (never a second `accepted`, never a 500)
+    and the identifier is known. SQLite queues writers at its write gate: no race there. Any
+    other error goes to the caller as it is."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with uow() as work:
+                results = [ingest(work.conn, items, actor=actor, now=now) for actor, items in batches]
+                work.commit()
+            return results
+        except Exception as exc:
+            if attempt == _ATTEMPTS or not _lost_race(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """A unique key another transaction committed first (psycopg's error arrives unwrapped from
+    the COPY of the events, wrapped by SQLAlchemy from the other statements)."""
+    cause = getattr(exc, "orig", None) or exc
+    return getattr(cause, "sqlstate", None) == _UNIQUE_VIOLATION
 
 
 def _apply_effects(
