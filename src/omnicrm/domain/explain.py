@@ -11,6 +11,9 @@ _ACTIONS = {
     "suppress": "do not contact",
     "escalate": "hand over to a person",
     "join": "continue the running conversation",
+    "hold": "hold this step",
+    "skip": "skip this step",
+    "cancel": "end the conversation",
 }
 _VERDICT = {
     "pass": "ok",
@@ -23,16 +26,23 @@ _VERDICT = {
 
 def explain(decision: Mapping[str, Any]) -> str:
     """A stored decision (dict) as a short paragraph of plain sentences."""
+    cause = decision["event_id"]
+    if step := decision.get("step"):  # a step of a running conversation, not a first decision
+        moved_by = f"its timer ({cause[6:]})" if cause.startswith("timer@") else f"event {cause}"
+        cause_words = f"step {step}, moved by {moved_by}"
+    else:
+        cause_words = f"triggered by event {cause}"
     head = (
         f"{decision['decided_at']:%Y-%m-%d %H:%M} UTC - scenario {decision['scenario_id']} "
-        f"v{decision['scenario_version']} ({decision['purpose']}), "
-        f"triggered by event {decision['event_id']}: "
+        f"v{decision['scenario_version']} ({decision['purpose']}), {cause_words}: "
         f"{_ACTIONS[decision['action']]}"
     )
     if decision.get("channel"):
         head += f" via {decision['channel']}"
-    if decision["action"] == "delay" and decision.get("due_at"):
-        head += f" at {decision['due_at']:%Y-%m-%d %H:%M} UTC"
+    if decision["action"] in ("delay", "hold") and decision.get("due_at"):
+        head += (
+            f" {'at' if decision['action'] == 'delay' else 'until'} {decision['due_at']:%Y-%m-%d %H:%M} UTC"
+        )
     lines = [head + "."]
     for rule in decision["rules"]:
         lines.append(

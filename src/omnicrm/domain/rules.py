@@ -18,6 +18,7 @@ from omnicrm.domain.policy import Cap, Policy
 from omnicrm.domain.scenarios import Scenario
 
 Effect = Literal["pass", "suppress", "delay", "human", "join"]
+StepEffect = Literal["go", "skip", "hold", "stop", "person"]
 _DAY, _WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
 
 
@@ -99,6 +100,19 @@ def cooling_off(s: Situation) -> RuleOutcome:
             f"declined a {s.scenario.product_class} offer on {declined.date()}, cooling-off of {days} days",
         )
     return _pass("cooling_off", "no recent decline of this product")
+
+
+def recently_acquired(s: Situation) -> RuleOutcome:
+    """No promotion of a product class the client has just taken (policy: acquisition cooling-off)."""
+    wanted, days = s.scenario.product_class, s.policy.acquisition_cooling_off_days
+    taken = s.customer.acquired.get(wanted or "") if s.scenario.purpose == "commercial" else None
+    if taken is not None and days and s.now - taken < dt.timedelta(days=days):
+        return RuleOutcome(
+            "recently_acquired",
+            "suppress",
+            f"took a {wanted} product on {taken.date()}: no {wanted} promotion for {days} days",
+        )
+    return _pass("recently_acquired", "no product of this class taken recently")
 
 
 def goal_reached(s: Situation) -> RuleOutcome:
@@ -211,29 +225,6 @@ def _quiet(
     return f"{local:%H:%M}", resume.astimezone(dt.UTC), f"{resume:%H:%M}"
 
 
-def send_hold(
-    customer: CustomerFacts,
-    policy: Policy,
-    now: dt.datetime,
-    purpose: str,
-    channel: str,
-    kind: str,
-    earlier: tuple[str, ...] = (),
-) -> dt.datetime | None:
-    """When a follow-up step (a send, or a call-centre task) may go out, if not now.
-
-    Follow-ups obey the same caps as first contacts (counting `earlier` channels contacted in the
-    same run); sends also wait for the end of quiet hours, and a slot freed by a cap may itself
-    fall in quiet hours, so both are checked again at that moment.
-    """
-    contacts = customer.contacts + tuple((c, purpose, now) for c in earlier)
-    until = cap_state(contacts, policy, now, purpose, channel).until
-    if kind == "send":
-        quiet = quiet_until(customer, policy, until or now, purpose, channel)
-        until = quiet or until
-    return until
-
-
 def quiet_hours(s: Situation) -> RuleOutcome:
     zone = s.customer.timezone or "Europe/Kyiv"
     local, _, resume = _quiet(s.now, zone, s.policy.quiet_hours.start, s.policy.quiet_hours.end)
@@ -251,6 +242,7 @@ RULES: tuple[Callable[[Situation], RuleOutcome], ...] = (
     open_complaint,
     channel_permitted,
     cooling_off,
+    recently_acquired,
     goal_reached,
     reentry,
     vulnerable,
@@ -267,3 +259,81 @@ def permitted_channels(scenario: Scenario, customer: CustomerFacts) -> list[str]
         for c in scenario.channels  # escalate steps contribute "callcentre"
         if c not in customer.channel_blacklist and customer.consents.get((c, purpose), False)
     ]
+
+
+# --- the same rules before every step of a running conversation ------------------------------------
+_STOPPING = frozenset({"do_not_contact", "fraud_case", "open_complaint", "recently_acquired", "goal"})
+
+
+@dataclass(frozen=True, slots=True)
+class StepVerdict:
+    """What the hard rules say about one send or escalation of a running conversation."""
+
+    effect: StepEffect
+    outcomes: tuple[RuleOutcome, ...] = ()
+    until: dt.datetime | None = None  # hold: when to try again
+    outcome: str | None = None  # stop: how the conversation ends
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(o.detail for o in self.outcomes if o.effect != "pass")
+
+
+def step_channel(s: Situation, channel: str) -> RuleOutcome:
+    """Consent for this step's own channel and purpose, and the channel blacklist."""
+    if channel in s.customer.channel_blacklist:
+        return RuleOutcome("channel", "suppress", f"{channel} is blacklisted for this person")
+    if not s.customer.consents.get((channel, s.consent_purpose), False):
+        return RuleOutcome("channel", "suppress", f"no {s.consent_purpose} consent on {channel}")
+    return _pass("channel", f"{channel} is permitted for {s.consent_purpose} messages")
+
+
+def step_verdict(
+    scenario: Scenario,
+    customer: CustomerFacts,
+    trigger: EventFacts,
+    now: dt.datetime,
+    policy: Policy,
+    *,
+    kind: str,
+    channel: str,
+    earlier: tuple[str, ...] = (),
+) -> StepVerdict:
+    """Every hard rule before a step (`kind` send or escalate) on `channel`, the same functions as a
+    first decision: do-not-contact, fraud case, open complaint, a product just taken and the goal end
+    the conversation; a channel without consent (or closed by policy) is skipped; a vulnerable client
+    gets a person instead of an automatic message; caps and quiet hours hold the step. `earlier`:
+    channels already contacted in this run (they count towards the caps)."""
+    if earlier:
+        added = tuple((c, scenario.purpose, now) for c in earlier)
+        customer = customer.evolve(contacts=customer.contacts + added)
+    s = Situation(scenario, customer, trigger, now, policy, channel)
+    outcomes = [
+        do_not_contact(s),
+        fraud_case(s),
+        open_complaint(s),
+        step_channel(s, channel),
+        recently_acquired(s),
+        goal_reached(s),
+    ]
+    if kind == "send":
+        outcomes.append(vulnerable(s))
+    outcomes.append(frequency_cap(s))
+    if kind == "send":
+        outcomes.append(quiet_hours(s))
+    blocked = [o for o in outcomes if o.effect == "suppress"]
+    if stop := next((o for o in blocked if o.rule in _STOPPING), None):
+        ending = "goal_reached" if stop.rule == "goal" else f"cancelled_by_{stop.rule}"
+        return StepVerdict("stop", tuple(outcomes), outcome=ending)
+    if blocked:  # no consent on this channel, or the policy closes it: this step is skipped
+        return StepVerdict("skip", tuple(outcomes))
+    if any(o.effect == "human" for o in outcomes):
+        return StepVerdict("person", tuple(outcomes))
+    delays = [o.until for o in outcomes if o.effect == "delay" and o.until is not None]
+    if delays:
+        until = max(delays)
+        # a slot freed by the frequency cap may fall in quiet hours: then wait for the morning too
+        if kind == "send":
+            until = quiet_until(customer, policy, until, scenario.purpose, channel) or until
+        return StepVerdict("hold", tuple(outcomes), until)
+    return StepVerdict("go", tuple(outcomes))

@@ -13,9 +13,10 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.decision import Decision
 from omnicrm.domain.facts import Contact, CustomerFacts, EventFacts, InstanceFacts
-from omnicrm.domain.router import Advance, Effect, run
-from omnicrm.domain.rules import cap_state, permitted_channels, send_hold
-from omnicrm.domain.scenarios import Library, Scenario
+from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
+from omnicrm.domain.router import HANDOVER_QUEUE, Advance, Effect, run
+from omnicrm.domain.rules import StepVerdict, step_verdict
+from omnicrm.domain.scenarios import Library, Scenario, Step
 from omnicrm.services.facts import CONTACT_MEMORY_DAYS, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.report import Report
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Delivery reports say where a message is, not what the client did: they never resume a wait.
 STATUS_REPORTS = frozenset({"delivered"})
+# A step held, skipped or cancelled is stored as a decision about that step, with these actions.
+STEP_ACTIONS = {"held": "hold", "skipped": "skip", "cancelled": "cancel"}
 
 
 class Batch:
@@ -66,7 +69,7 @@ class Batch:
         self.new: dict[str, dict[str, Any]] = {}  # instances started in this batch (inserted at flush)
         self.changed: dict[str, dict[str, Any]] = {}  # existing instances whose state moved
         self.messages: list[dict[str, Any]] = []
-        self.goal_met: set[str] = set()  # instances whose pending messages must be cancelled
+        self.withdrawn: dict[str, str] = {}  # instance -> why its queued messages are withdrawn
         self.report = Report()
         self._prepared: conversations.BatchWrite | None = None
 
@@ -91,10 +94,13 @@ class Batch:
 
     def _stored(self) -> conversations.BatchWrite:
         for message in self.messages:
-            if message["instance_id"] in self.goal_met:
-                message["status"] = "cancelled"
-        ended = self.goal_met - set(self.new)  # each was saved (finish), so its owner is known
-        owners = {self.changed[i]["customer_id"] for i in ended} if ended <= set(self.changed) else None
+            if (reason := self.withdrawn.get(message["instance_id"])) is not None:
+                message.update(status=WITHDRAWN, status_reason=reason, status_at=self.now)
+        ended = {i: r for i, r in self.withdrawn.items() if i not in self.new}
+        # each was saved (finish), so its owner is known
+        owners = (
+            {self.changed[i]["customer_id"] for i in ended} if ended.keys() <= self.changed.keys() else None
+        )
         return conversations.prepare_batch(
             self.conn.dialect,
             new=list(self.new.values()),
@@ -103,6 +109,7 @@ class Batch:
             decided=self.decisions,
             ended=ended,
             ended_by=owners,
+            now=self.now,
         )
 
     def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
@@ -119,7 +126,7 @@ class Batch:
                 continue
             context = {**self.context(customer, event), "reaction": ""}
             if scenario.goal_when is None or scenario.goal_when.test(context):
-                self.finish(customer, row, "goal_reached", goal=True)
+                self.finish(customer, row, "goal_reached", goal=True, why=f"goal reached: {event.type}")
 
     def reaction(self, customer: CustomerFacts, event: EventFacts, sent: dict[str, Any] | None) -> None:
         if sent is None or sent["instance_id"] is None:
@@ -130,6 +137,9 @@ class Batch:
         scenario = self.library.get(row["scenario_id"], row["scenario_version"]) if row else None
         if row is None or scenario is None or scenario.steps[row["step"]].kind != "wait":
             return  # the conversation moved on: a second, parallel reaction joins it without forking
+        awaited = row.get("awaiting")
+        if awaited is not None and sent["idempotency_key"] not in awaited:
+            return  # a reaction to an earlier message: the wait it answered has moved on already
         reaction = str(event.attributes.get("reaction", ""))
         if reaction in STATUS_REPORTS:
             return  # the message arrived: the client has not reacted yet, the wait goes on
@@ -137,15 +147,32 @@ class Batch:
         self.advance(customer, scenario, row, cause=event.event_id, reaction=reaction, event=event)
 
     def finish(
-        self, customer: CustomerFacts, row: dict[str, Any], outcome: str, *, goal: bool = False
+        self,
+        customer: CustomerFacts,
+        row: dict[str, Any],
+        outcome: str,
+        *,
+        goal: bool = False,
+        why: str | None = None,
+        status: str = "completed",
     ) -> None:
-        """End a conversation; only a reached goal withdraws the messages still waiting to go out."""
-        self.save(row, status="completed", outcome=outcome, goal_reached=goal, due_at=None, ended_at=self.now)
-        if goal:
-            self.goal_met.add(row["id"])
+        """End a conversation. With `why` (a reached goal, a hard rule that cancelled it) the messages
+        it still has queued are withdrawn with that reason; a conversation that simply ran to its end
+        leaves its queued messages to go out."""
+        self.save(
+            row,
+            status=status,
+            outcome=outcome,
+            goal_reached=goal,
+            due_at=None,
+            ended_at=self.now,
+            awaiting=None,
+        )
+        if why is not None:
+            self.withdrawn[row["id"]] = why[:300]
             self._withdraw(customer.id, self.withdrawable.pop(row["id"], []))
         self.active.get(row["customer_id"], {}).pop(row["scenario_id"], None)
-        self._remember(customer, row, status="completed", goal=goal)
+        self._remember(customer, row, status=status, goal=goal)
         self.report.completed += 1
 
     # --- starting and moving conversations -----------------------------------------------------
@@ -168,6 +195,7 @@ class Batch:
             "started_at": self.now,
             "updated_at": self.now,
             "ended_at": None,
+            "awaiting": None,
         }
         row["id"] = new_instance_id()
         self.new[row["id"]] = row
@@ -179,7 +207,7 @@ class Batch:
                 "task",
                 "handover",
                 "callcentre",
-                queue="personal-contact",
+                queue=HANDOVER_QUEUE,
                 note="; ".join(r.detail for r in decision.rules if r.effect == "human"),
             )
             self.write_effects(customer, scenario, row, [handover], cause=event.event_id)
@@ -199,32 +227,50 @@ class Batch:
         reaction: str | None = None,
         event: EventFacts | None = None,
     ) -> None:
+        """Run the conversation from its step; every send and escalation is checked against the hard
+        rules first (domain/rules.step_verdict), and every hold, skip and cancellation is stored."""
         customer = self.facts[customer.id]
-        policy, purpose, now = self.library.policy, scenario.purpose, self.now
-        permitted = {  # consent and blacklist, minus channels the policy closes (a cap of zero)
-            c
-            for c in permitted_channels(scenario, customer)
-            if not cap_state((), policy, now, purpose, c).closed
-        }
+        policy, now = self.library.policy, self.now
+        trigger = self._trigger(customer, row)
 
-        def hold(channel: str, kind: str, earlier: tuple[str, ...]) -> datetime | None:
-            return send_hold(customer, policy, now, purpose, channel, kind, earlier)
+        def check(name: str, step: Step, channel: str, earlier: tuple[str, ...]) -> StepVerdict:
+            kind = "send" if step.kind == "send" else "escalate"
+            return step_verdict(
+                scenario, customer, trigger, now, policy, kind=kind, channel=channel, earlier=earlier
+            )
 
         outcome: Advance = run(
             scenario,
             row["step"],
             now=now,
             context=self.context(customer, event),
-            permitted=permitted,
-            hold=hold,
+            check=check,
             reaction=reaction,
         )
-        self.write_effects(customer, scenario, row, list(outcome.effects), cause=cause)
-        if outcome.status == "completed":
+        keys = self.write_effects(customer, scenario, row, list(outcome.effects), cause=cause)
+        if outcome.status != "active":
             self.save(row, step=outcome.step)
-            self.finish(customer, row, outcome.outcome or "finished")
+            if outcome.status == "cancelled":
+                self.report.cancelled += 1
+                why = outcome.effects[-1].note if outcome.effects else (outcome.outcome or "cancelled")
+                goal = outcome.outcome == "goal_reached"
+                self.finish(
+                    customer, row, outcome.outcome or "cancelled", goal=goal, why=why, status="cancelled"
+                )
+            else:
+                self.finish(customer, row, outcome.outcome or "finished")
             return
-        self.save(row, step=outcome.step, due_at=outcome.due_at)
+        # the messages the wait it stands at now follows (only they move it when answered)
+        new = [k for k in keys[outcome.since_wait :] if k is not None]
+        awaiting = new if outcome.fresh else [*(row.get("awaiting") or ()), *new]
+        self.save(row, step=outcome.step, due_at=outcome.due_at, awaiting=awaiting or None)
+
+    def _trigger(self, customer: CustomerFacts, row: dict[str, Any]) -> EventFacts:
+        """The event that started a conversation, as the goal rule reads it: from the person's recent
+        history, or (older than the interest window) a stand-in dated when the conversation started."""
+        wanted = row["trigger_event_id"]
+        found = next((e for e in reversed(customer.recent_events) if e.event_id == wanted), None)
+        return found or EventFacts(wanted, "", row["started_at"], None, {})
 
     def write_effects(
         self,
@@ -234,13 +280,18 @@ class Batch:
         effects: list[Effect],
         *,
         cause: str,
-    ) -> None:
-        rows = []
+    ) -> list[str | None]:
+        """Queue the messages and tasks among `effects` and store the steps held, skipped or cancelled;
+        returns each effect's message key (None for a step that queued nothing)."""
+        rows: list[dict[str, Any]] = []
+        keys: list[str | None] = []
         for effect in effects:
-            if effect.kind == "skipped":
-                self.report.skipped += 1
+            if not effect.contacts:
+                self._note_step(scenario, row, effect, cause)
+                keys.append(None)
                 continue
             key = f"{row['id']}:{cause}:{effect.step}"
+            keys.append(key)
             rows.append(
                 {
                     "idempotency_key": key,
@@ -250,9 +301,11 @@ class Batch:
                     "channel": effect.channel,
                     "template": effect.template,
                     "purpose": scenario.purpose,
-                    "status": "pending",
+                    "status": QUEUED,
                     "available_at": self.now,
                     "created_at": self.now,
+                    "status_reason": None,
+                    "status_at": None,
                     "payload": {
                         "message_id": key,
                         "scenario": scenario.key,
@@ -272,6 +325,34 @@ class Batch:
         self.withdrawable[row["id"]].extend(contacts)
         self.facts[customer.id] = self.facts[customer.id].evolve(
             contacts=self.facts[customer.id].contacts + contacts
+        )
+        return keys
+
+    def _note_step(self, scenario: Scenario, row: dict[str, Any], effect: Effect, cause: str) -> None:
+        """A step held, skipped or cancelled, stored as a decision about that step with its rules."""
+        if effect.kind == "skipped":
+            self.report.skipped += 1
+        elif effect.kind == "held":
+            self.report.held += 1
+        self.decisions.append(
+            {
+                "customer_id": row["customer_id"],
+                "scenario_id": scenario.id,
+                "scenario_version": scenario.version,
+                "purpose": scenario.purpose,
+                "event_id": cause,
+                "action": STEP_ACTIONS[effect.kind],
+                "channel": effect.channel,
+                "due_at": effect.until,
+                "rules": [{"rule": r.rule, "effect": r.effect, "detail": r.detail} for r in effect.rules],
+                "score": {},
+                "total": 0.0,
+                "policy_version": self.library.policy.version,
+                "arbitration": "",
+                "instance_id": row["id"],
+                "decided_at": self.now,
+                "step": effect.step,
+            }
         )
 
     def _withdraw(self, customer_id: str, withdrawn: list[Contact]) -> None:
@@ -320,6 +401,7 @@ class Batch:
                 "arbitration": decision.arbitration,
                 "instance_id": instance_id,
                 "decided_at": self.now,
+                "step": None,
             }
         )
         self.report.decisions += 1

@@ -19,10 +19,19 @@ def decisions(conn: Connection, customer_id: str, *, limit: int = 50) -> dict[st
 
 
 def conversations_view(conn: Connection, customer_id: str) -> dict[str, Any]:
-    """The person's scenario instances and every message or task they queued."""
+    """The person's scenario instances, each with the messages and tasks it queued (and where each
+    stands in its lifecycle) and the steps it held, skipped or cancelled, with their reasons."""
     customer_id = live_id(conn, customer_id)
-    return {
-        "customer_id": customer_id,
-        "instances": conversations.instances_of(conn, [customer_id]),
-        "outbox": conversations.outbox_of(conn, customer_id),
-    }
+    outbox = conversations.outbox_of(conn, customer_id)
+    steps = conversations.step_decisions_of(conn, customer_id)
+    instances = []
+    for row in conversations.instances_of(conn, [customer_id]):
+        mine = row["id"]
+        instances.append(
+            {
+                **row,
+                "messages": [m for m in outbox if m["instance_id"] == mine],
+                "steps": [{**d, "explanation": explain(d)} for d in steps if d["instance_id"] == mine],
+            }
+        )
+    return {"customer_id": customer_id, "instances": instances, "outbox": outbox}

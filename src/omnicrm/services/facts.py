@@ -18,6 +18,8 @@ from omnicrm.store.tables import consents, customers, products, segments
 
 DECLINE_MEMORY = timedelta(days=365)
 DECLINED = "crm.offer.declined"
+# a client took a product of the class named by `product_class` (the acquisition cooling-off)
+ACQUISITIONS = ("product.opened", "crm.upsell.succeeded")
 CONTACT_MEMORY_DAYS = 7  # the longest cap window (per week)
 
 
@@ -125,7 +127,14 @@ def load_facts(
     for cid, _, _, at, _, attributes in conversations.event_tuples(
         conn, live, now - DECLINE_MEMORY, (DECLINED,), until=until, before=before
     ):
-        remember_decline(declines[cid], attributes, at)
+        remember_latest(declines[cid], attributes, at)
+    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
+    if policy.acquisition_cooling_off_days:
+        taken_since = now - timedelta(days=policy.acquisition_cooling_off_days)
+        for cid, _, _, at, _, attributes in conversations.event_tuples(
+            conn, live, taken_since, ACQUISITIONS, until=until, before=before
+        ):
+            remember_latest(acquired[cid], attributes, at)
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for cid, channel, purpose, at in conversations.contact_tuples(
         conn, live, now - timedelta(days=CONTACT_MEMORY_DAYS), until=until
@@ -141,6 +150,7 @@ def load_facts(
             ledger[row[0]],
             held[row[0]],
             declines[row[0]],
+            acquired[row[0]],
             recent[row[0]],
             contacts[row[0]],
             runs[row[0]],
@@ -150,10 +160,10 @@ def load_facts(
     }
 
 
-def remember_decline(declines: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
-    """Keep the latest decline per product class (what the cooling-off rule reads)."""
+def remember_latest(latest: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
+    """Keep the latest time per product class (a decline, an acquisition: what cooling-offs read)."""
     product_class = str(attributes.get("product_class", ""))
-    declines[product_class] = max(declines.get(product_class, at), at)
+    latest[product_class] = max(latest.get(product_class, at), at)
 
 
 def _customer(
@@ -162,6 +172,7 @@ def _customer(
     ledger: list[ConsentEntry],
     held: list[tuple[str, str]],
     declines: dict[str, datetime],
+    acquired: dict[str, datetime],
     recent: list[EventFacts],
     contacts: list[tuple[str, str, datetime]],
     runs: list[InstanceFacts],
@@ -187,6 +198,7 @@ def _customer(
         preferred_channel=preferred,
         contact_window=window if None not in window else None,
         declines=declines,
+        acquired=acquired,
         recent_events=tuple(recent),
         contacts=tuple(contacts),
         instances=tuple(runs),
@@ -205,14 +217,24 @@ def forget_stored(facts: dict[str, CustomerFacts], rows: list[dict[str, Any]]) -
             facts[customer_id] = stored.evolve(recent_events=kept)
 
 
-def learn(customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime) -> CustomerFacts:
+def learn(
+    customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime, policy: Policy
+) -> CustomerFacts:
     """The facts once `event` is handled, as `load_facts` reads them from the history in the next
-    batch: the event among the recent ones if it is within the interest window, a decline
-    remembered for the cooling-off. So a batch's size never changes what is decided."""
-    declines = None
+    batch: the event among the recent ones if it is within the interest window, a decline or an
+    acquisition remembered for their cooling-offs. So a batch's size never changes what is decided."""
+    declines = acquired = None
     if event.type == DECLINED and event.occurred_at >= now - DECLINE_MEMORY:
         declines = dict(customer.declines)
-        remember_decline(declines, event.attributes, event.occurred_at)
+        remember_latest(declines, event.attributes, event.occurred_at)
+    days = policy.acquisition_cooling_off_days
+    if event.type in ACQUISITIONS and days and event.occurred_at >= now - timedelta(days=days):
+        acquired = dict(customer.acquired)
+        remember_latest(acquired, event.attributes, event.occurred_at)
     if event.occurred_at < remembered:
-        return customer if declines is None else customer.evolve(declines=declines)
-    return customer.evolve(recent_events=(*customer.recent_events, event), declines=declines)
+        if declines is None and acquired is None:
+            return customer
+        return customer.evolve(declines=declines, acquired=acquired)
+    return customer.evolve(
+        recent_events=(*customer.recent_events, event), declines=declines, acquired=acquired
+    )

@@ -78,7 +78,7 @@ def handle_events(
                 report.events += 1
             continue
         event = event_facts(row)
-        customer = facts[customer_id] = learn(known, event, remembered, now)
+        customer = facts[customer_id] = learn(known, event, remembered, now, policy)
         report.events += 1
         work.goals(customer, event)
         if event.type == REACTION:

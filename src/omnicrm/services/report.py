@@ -13,6 +13,8 @@ _COUNTS = (
     "messages",
     "tasks",
     "skipped",
+    "held",
+    "cancelled",
     "scanned",
     "redone",
     "timers",
@@ -27,7 +29,9 @@ class Report:
     completed: int = 0
     messages: int = 0
     tasks: int = 0
-    skipped: int = 0
+    skipped: int = 0  # sends and tasks skipped (channel not permitted), each stored with its reason
+    held: int = 0  # steps held (caps, quiet hours) until a later time, each stored with its reason
+    cancelled: int = 0  # conversations a hard rule ended at a step (complaint, opt-out, fraud...)
     scanned: int = 0  # queued events read (a partition reads others' events too, and skips them)
     redone: int = 0  # batches decided again under the write lock: the state moved while deciding
     timers: int = 0  # expired timers handled

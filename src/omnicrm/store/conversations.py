@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
 
+from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
 from omnicrm.store import offsets
 from omnicrm.store.bulk import StoredRows, fetch, insert_stored, stored_rows
 from omnicrm.store.profiles import among, among_bound, bound_values, chunks, shaped
@@ -26,8 +27,28 @@ def decisions_of(conn: Connection, customer_id: str, limit: int) -> list[dict[st
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def step_decisions_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    """The steps of this person's conversations that were held, skipped or cancelled, oldest first."""
+    query = (
+        select(decisions)
+        .where(decisions.c.customer_id == customer_id, decisions.c.step.is_not(None))
+        .order_by(decisions.c.decided_at, decisions.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 _INSTANCE_COLUMNS = tuple(column.key for column in instances.c)
-_MUTABLE = ("step", "status", "due_at", "last_reaction", "outcome", "goal_reached", "updated_at", "ended_at")
+_MUTABLE = (
+    "step",
+    "status",
+    "due_at",
+    "last_reaction",
+    "outcome",
+    "goal_reached",
+    "updated_at",
+    "ended_at",
+    "awaiting",
+)
 _SAVE = (
     update(instances)
     .where(instances.c.id == bindparam("b_id"))
@@ -46,8 +67,9 @@ class BatchWrite:
     moved_by: tuple[str, ...]  # owners of the instances whose state moved
     moved: list[dict[str, Any]]  # their new state, as `_SAVE`'s parameters
     messages: StoredRows  # outbox
-    ended: list[str]  # conversations whose goal was reached: their pending messages are cancelled
+    ended: dict[str, list[str]]  # why -> conversations ended so: their queued messages are withdrawn
     ended_by: list[str] | None  # their owners, when known
+    now: datetime | None
     decided: StoredRows  # decisions
 
 
@@ -58,17 +80,22 @@ def prepare_batch(
     moved: list[dict[str, Any]],
     messages: list[dict[str, Any]],
     decided: list[dict[str, Any]],
-    ended: set[str],
+    ended: dict[str, str],
     ended_by: set[str] | None,
+    now: datetime | None = None,
 ) -> BatchWrite:
+    reasons: dict[str, list[str]] = {}
+    for instance_id, why in sorted(ended.items()):
+        reasons.setdefault(why, []).append(instance_id)
     return BatchWrite(
         started_by=tuple(r["customer_id"] for r in new),
         new=stored_rows(dialect, instances, [{c: row.get(c) for c in _INSTANCE_COLUMNS} for row in new]),
         moved_by=tuple(r["customer_id"] for r in moved),
         moved=[{"b_id": r["id"], **{f"b_{n}": r.get(n) for n in _MUTABLE}} for r in moved],
         messages=stored_rows(dialect, outbox, messages),
-        ended=sorted(ended),
+        ended=reasons,
         ended_by=sorted(ended_by) if ended_by is not None else None,
+        now=now,
         decided=stored_rows(dialect, decisions, decided),
     )
 
@@ -82,7 +109,8 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
         offsets.touch_conversations(conn, batch.moved_by)
         conn.execute(_SAVE, batch.moved)
     insert_stored(conn, batch.messages)
-    cancel_pending(conn, batch.ended, batch.ended_by)
+    for why, ended in batch.ended.items():
+        withdraw_queued(conn, ended, batch.ended_by, reason=why, now=batch.now)
     insert_stored(conn, batch.decided)
 
 
@@ -134,10 +162,16 @@ def due_instances(conn: Connection, now: datetime, limit: int) -> list[dict[str,
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def cancel_pending(
-    conn: Connection, instance_ids: Iterable[str], customer_ids: Iterable[str] | None = None
+def withdraw_queued(
+    conn: Connection,
+    instance_ids: Iterable[str],
+    customer_ids: Iterable[str] | None = None,
+    *,
+    reason: str,
+    now: datetime | None,
 ) -> int:
-    """Pending messages of conversations whose goal was reached are never sent.
+    """Queued messages of conversations that ended for `reason` (goal reached, a hard rule) are
+    withdrawn: they never leave, and say why.
 
     `customer_ids`, the owners of these conversations (an outbox row belongs to its conversation's
     customer; neither moves in a merge), let the database find the rows by customer index instead of
@@ -145,29 +179,45 @@ def cancel_pending(
     wanted = sorted(set(instance_ids))
     if not wanted:
         return 0
+    values = {"status": WITHDRAWN, "status_reason": reason[:300], "status_at": now}
     if customer_ids is not None:
         owners = sorted(set(customer_ids))
-        # `status || ''` (the same test: status is never null) keeps SQLite's planner off the pending
-        # index, which it prefers to the customer index even when every message is pending.
+        # `status || ''` (the same test: status is never null) keeps SQLite's planner off the status
+        # index, which it prefers to the customer index even when every message is queued.
         result = conn.execute(
             update(outbox)
             .where(
                 among(conn, outbox.c.customer_id, owners),
                 among(conn, outbox.c.instance_id, wanted),
-                outbox.c.status.concat("") == "pending",
+                outbox.c.status.concat("") == QUEUED,
             )
-            .values(status="cancelled")
+            .values(values)
         )
         return int(result.rowcount)
-    cancelled = 0
+    withdrawn = 0
     for part in chunks(wanted):
         result = conn.execute(
-            update(outbox)
-            .where(outbox.c.instance_id.in_(part), outbox.c.status == "pending")
-            .values(status="cancelled")
+            update(outbox).where(outbox.c.instance_id.in_(part), outbox.c.status == QUEUED).values(values)
         )
-        cancelled += result.rowcount
-    return cancelled
+        withdrawn += result.rowcount
+    return withdrawn
+
+
+def withdraw_channel(
+    conn: Connection, customer_id: str, channels: Iterable[str], *, reason: str, now: datetime
+) -> int:
+    """An opt-out: this person's queued marketing (non-service) messages on these channels never leave."""
+    result = conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.customer_id == customer_id,
+            outbox.c.channel.in_(sorted(set(channels))),
+            outbox.c.purpose != "service",
+            outbox.c.status == QUEUED,
+        )
+        .values(status=WITHDRAWN, status_reason=reason[:300], status_at=now)
+    )
+    return int(result.rowcount)
 
 
 def recent_contacts(
@@ -188,7 +238,7 @@ def _window(conn: Connection, wanted: list[str], since: datetime, until: datetim
 def contact_tuples(
     conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
 ) -> list[tuple[str, str, str, datetime]]:
-    """(customer_id, channel, purpose, created_at) of the messages and tasks not cancelled since `since`."""
+    """(customer_id, channel, purpose, created_at) of the messages and tasks not withdrawn since `since`."""
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
@@ -199,7 +249,7 @@ def contact_tuples(
         query = query.where(
             among_bound(outbox.c.customer_id, "ids")[dialect],
             outbox.c.created_at >= bindparam("since"),
-            outbox.c.status != "cancelled",
+            outbox.c.status != WITHDRAWN,
         )
         return query if until is None else query.where(outbox.c.created_at <= bindparam("until"))
 
@@ -212,7 +262,7 @@ def pending_contacts(
     conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
 ) -> list[tuple[str, str, str, datetime]]:
     """(instance_id, channel, purpose, created_at) of the conversations' messages and tasks still
-    waiting to go out since `since`: those a reached goal withdraws (`cancel_pending`)."""
+    waiting to go out since `since`: those a reached goal withdraws (`withdraw_queued`)."""
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
@@ -222,7 +272,7 @@ def pending_contacts(
         query = select(outbox.c.instance_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at).where(
             among_bound(outbox.c.customer_id, "ids")[dialect],
             outbox.c.created_at >= bindparam("since"),
-            outbox.c.status.concat("") == "pending",  # as in cancel_pending: the customer index, please
+            outbox.c.status.concat("") == QUEUED,  # as in withdraw_queued: the customer index, please
             outbox.c.instance_id.is_not(None),
         )
         return query if until is None else query.where(outbox.c.created_at <= bindparam("until"))
@@ -334,3 +384,137 @@ _EVENT_TUPLE = (
     events.c.channel,
     events.c.attributes,
 )
+
+
+# --- conversations at a merge and its undo (services/identity.py) ------------------------------
+# Messages not yet handed to a channel, and what withdrawing one makes of it, in the outbox's words
+# before and after they were renamed (domain/lifecycle.py: queued -> withdrawn).
+_WITHDRAW = {"pending": "cancelled", "queued": "withdrawn"}
+_REQUEUE = {withdrawn: waiting for waiting, withdrawn in _WITHDRAW.items()}
+
+
+def active_instances_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
+    """This person's running conversations, locked until the transaction ends (on PostgreSQL)."""
+    query = (
+        select(instances)
+        .where(instances.c.customer_id == customer_id, instances.c.status == "active")
+        .order_by(instances.c.id)
+        .with_for_update()
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def move_instances(conn: Connection, instance_ids: Iterable[str], to_id: str, now: datetime) -> None:
+    """Hand these conversations, and their messages and tasks, to another profile (an outbox row
+    belongs to its conversation's customer: `cancel_pending` finds it by that customer)."""
+    wanted = sorted(set(instance_ids))
+    for part in chunks(wanted):
+        conn.execute(
+            update(instances).where(instances.c.id.in_(part)).values(customer_id=to_id, updated_at=now)
+        )
+        conn.execute(update(outbox).where(outbox.c.instance_id.in_(part)).values(customer_id=to_id))
+
+
+def _status_values(status: str, reason: str | None, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": status}
+    if "status_reason" in outbox.c:  # the message lifecycle's columns, where the schema has them
+        values["status_reason"] = reason
+    if "status_at" in outbox.c:
+        values["status_at"] = now
+    return values
+
+
+def end_instances(
+    conn: Connection, instance_ids: Iterable[str], *, outcome: str, now: datetime
+) -> dict[str, list[int]]:
+    """End these running conversations with `outcome` and withdraw their messages still waiting to
+    go out; returns each conversation's withdrawn outbox ids (what an undo puts back)."""
+    wanted = sorted(set(instance_ids))
+    withdrawn: dict[str, list[int]] = {i: [] for i in wanted}
+    for part in chunks(wanted):
+        conn.execute(
+            update(instances)
+            .where(instances.c.id.in_(part), instances.c.status == "active")
+            .values(status="cancelled", outcome=outcome, due_at=None, ended_at=now, updated_at=now)
+        )
+        waiting = conn.execute(
+            select(outbox.c.id, outbox.c.instance_id, outbox.c.status).where(
+                outbox.c.instance_id.in_(part), outbox.c.status.in_(sorted(_WITHDRAW))
+            )
+        ).all()
+        for status in sorted({row.status for row in waiting}):
+            ids = [row.id for row in waiting if row.status == status]
+            values = _status_values(_WITHDRAW[status], outcome, now)
+            conn.execute(
+                update(outbox).where(outbox.c.id.in_(ids), outbox.c.status == status).values(**values)
+            )
+        for row in waiting:
+            withdrawn[row.instance_id].append(int(row.id))
+    return withdrawn
+
+
+def reopen_instances(
+    conn: Connection, states: Iterable[dict[str, Any]], *, ended_by: str, now: datetime
+) -> list[str]:
+    """Put conversations ended with outcome `ended_by` back as they were (`states`: id, step,
+    due_at), if their profile runs no other conversation of that scenario; a conversation without
+    a timer is due now, so the timer runs its current step. Returns the ids reopened."""
+    reopened: list[str] = []
+    for state in states:
+        row = conn.execute(select(instances).where(instances.c.id == state["id"])).first()
+        if row is None or row.status == "active" or row.outcome != ended_by:
+            continue
+        busy = conn.execute(
+            select(instances.c.id).where(
+                instances.c.customer_id == row.customer_id,
+                instances.c.scenario_id == row.scenario_id,
+                instances.c.status == "active",
+            )
+        ).first()
+        if busy is not None:
+            continue
+        conn.execute(
+            update(instances)
+            .where(instances.c.id == row.id)
+            .values(
+                status="active",
+                outcome=None,
+                ended_at=None,
+                step=state.get("step") or row.step,
+                due_at=state.get("due_at") or now,
+                updated_at=now,
+            )
+        )
+        reopened.append(str(row.id))
+    return reopened
+
+
+def requeue_messages(conn: Connection, outbox_ids: Iterable[int], now: datetime) -> int:
+    """Put withdrawn messages back in the queue (those still withdrawn); returns how many."""
+    wanted = sorted(set(outbox_ids))
+    count = 0
+    for part in chunks(wanted):
+        for withdrawn, waiting in _REQUEUE.items():
+            result = conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(part), outbox.c.status == withdrawn)
+                .values(**_status_values(waiting, None, now))
+            )
+            count += result.rowcount
+    return count
+
+
+def wake_stalled(conn: Connection, customer_ids: Iterable[str], now: datetime) -> int:
+    """Running conversations of these people without a timer (cleared while their profile was merged
+    away: nothing could move them) become due now, so the timer runs their current step again."""
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return 0
+    result = conn.execute(
+        update(instances)
+        .where(
+            instances.c.customer_id.in_(wanted), instances.c.status == "active", instances.c.due_at.is_(None)
+        )
+        .values(due_at=now, updated_at=now)
+    )
+    return int(result.rowcount)

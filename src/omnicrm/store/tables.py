@@ -246,6 +246,7 @@ decisions = Table(
     Column("arbitration", String(300), nullable=False),
     Column("instance_id", Id),
     Column("decided_at", UtcDateTime, nullable=False),
+    Column("step", String(64)),  # a step held, skipped or cancelled; null: a first decision
 )
 Index("ix_decisions_customer", decisions.c.customer_id, decisions.c.decided_at)
 
@@ -268,6 +269,7 @@ instances = Table(
     Column("started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("ended_at", UtcDateTime),
+    Column("awaiting", Json),  # idempotency keys of the messages and tasks the current wait follows
 )
 Index(
     "uq_instances_one_active",
@@ -293,9 +295,11 @@ outbox = Table(
     Column("template", String(64)),
     Column("purpose", String(16), nullable=False),
     Column("payload", Json, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | sent | failed | dead
+    Column("status", String(16), nullable=False),  # domain/lifecycle.py: queued | withdrawn | ...
     Column("available_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("status_reason", String(300)),  # why it left `queued` (withdrawn: which rule)
+    Column("status_at", UtcDateTime),
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.available_at)
 Index("ix_outbox_customer", outbox.c.customer_id, outbox.c.created_at)

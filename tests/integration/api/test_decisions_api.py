@@ -108,7 +108,7 @@ def test_conversations_list_instances_and_outbox(
     queued = [o for o in body["outbox"] if o["instance_id"] == loan[0]["id"]]
     if decision["action"] == "contact":
         assert loan[0]["step"] == "wait_push"
-        assert [(o["kind"], o["channel"], o["status"]) for o in queued] == [("message", "webpush", "pending")]
+        assert [(o["kind"], o["channel"], o["status"]) for o in queued] == [("message", "webpush", "queued")]
         assert queued[0]["idempotency_key"]
     else:  # held by quiet hours: nothing queued yet
         assert loan[0]["step"] == "push"

@@ -121,7 +121,7 @@ def test_marketer_lists_every_scenario_with_its_current_version(api: TestClient,
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["generation"], body["policy_version"]) == (1, 1)
+    assert (body["generation"], body["policy_version"]) == (1, 2)
     expected = shipped_versions()
     assert len(body["scenarios"]) == len(expected) == 42
     assert {s["id"]: s["current_version"] for s in body["scenarios"]} == expected

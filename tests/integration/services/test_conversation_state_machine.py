@@ -258,7 +258,7 @@ class ConversationMachine(RuleBasedStateMachine):
         with self.container.uow() as work:
             work.conn.execute(
                 update(outbox)
-                .where(outbox.c.status == "pending", outbox.c.available_at <= self.now)
+                .where(outbox.c.status == "queued", outbox.c.available_at <= self.now)
                 .values(status="sent")
             )
             work.commit()
@@ -299,7 +299,7 @@ class ConversationMachine(RuleBasedStateMachine):
             mine = [r for r in rows if r["instance_id"] == inst["id"]]
             late = [r for r in mine if r["created_at"] > inst["ended_at"]]
             assert not late, f"contact created after the goal of instance {inst['id']}: {late}"
-            pending = [r for r in mine if r["status"] == "pending"]
+            pending = [r for r in mine if r["status"] == "queued"]
             assert not pending, f"pending contact left after the goal of instance {inst['id']}: {pending}"
 
     @invariant()
@@ -328,7 +328,7 @@ class CappedConversationMachine(ConversationMachine):
         policy = self.library.policy
         counted: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
         for row in self._rows(outbox):
-            if row["purpose"] not in policy.exempt_from_caps and row["status"] != "cancelled":
+            if row["purpose"] not in policy.exempt_from_caps and row["status"] != "withdrawn":
                 counted[row["customer_id"]].append((row["created_at"], row["channel"]))
         limits: list[tuple[str | None, Cap]] = [(None, policy.caps), *policy.channel_caps.items()]
         for cid, contacts in counted.items():

@@ -192,6 +192,7 @@ RULE_NAMES = [
     "open_complaint",
     "channel",
     "cooling_off",
+    "recently_acquired",
     "goal",
     "reentry",
     "vulnerable",
@@ -242,7 +243,7 @@ def test_abandoned_loan_application_runs_push_email_call(loop: Loop) -> None:
         "message",
         "webpush",
         "loan_reminder_push",
-        "pending",
+        "queued",
     )
     assert push["instance_id"] == instance["id"]
     assert push["idempotency_key"]
@@ -296,12 +297,12 @@ def test_goal_ends_the_conversation_and_cancels_pending_messages(loop: Loop) -> 
         True,
     )
     assert instance["ended_at"] == T0 + 2 * H
-    assert [o["status"] for o in loop.outbox(cid)] == ["cancelled"]
+    assert [o["status"] for o in loop.outbox(cid)] == ["withdrawn"]
 
     before = loop.totals()
     assert loop.timers(T0 + 25 * H).messages == 0
     assert loop.totals() == before
-    assert [o["status"] for o in loop.outbox(cid)] == ["cancelled"]
+    assert [o["status"] for o in loop.outbox(cid)] == ["withdrawn"]
 
 
 def test_goal_of_another_product_does_not_end_the_loan_conversation(loop: Loop) -> None:
@@ -312,7 +313,7 @@ def test_goal_of_another_product_does_not_end_the_loan_conversation(loop: Loop) 
 
     instance = _only(loop.instances(cid))
     assert (instance["status"], instance["step"]) == ("active", "wait_push")
-    assert [o["status"] for o in loop.outbox(cid)] == ["pending"]
+    assert [o["status"] for o in loop.outbox(cid)] == ["queued"]
 
 
 # ------------------------------------------------------------------------------------ edge cases
@@ -539,7 +540,7 @@ def test_a_message_withdrawn_by_the_goal_does_not_count_towards_the_cap(loop: Lo
 
     loop.consume(T0)
 
-    assert [o["status"] for o in loop.outbox(cid) if o["channel"] == "webpush"] == ["cancelled", "pending"]
+    assert [o["status"] for o in loop.outbox(cid) if o["channel"] == "webpush"] == ["withdrawn", "queued"]
     card = _only(loop.decisions(cid, "card-application-reminder"))
     assert card["action"] == "contact", card["rules"]
 

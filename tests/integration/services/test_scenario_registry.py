@@ -286,7 +286,7 @@ def test_publishing_the_shipped_files_gives_generation_1_with_one_row_per_templa
     latest = reg.latest_generation()
     assert latest["current"] == expected
     assert (latest["published_by"], latest["note"]) == ("test", "first")
-    assert latest["policy"]["version"] == 1
+    assert latest["policy"]["version"] == 2
     assert "loan_reminder_push" in latest["messages"]
     assert reg.container.generation == 1
     assert reg.container.library.current_versions == expected

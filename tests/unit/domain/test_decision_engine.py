@@ -129,6 +129,7 @@ def test_every_decision_lists_every_rule() -> None:
         "open_complaint",
         "channel",
         "cooling_off",
+        "recently_acquired",
         "goal",
         "reentry",
         "vulnerable",
@@ -144,7 +145,7 @@ def test_suppressed_decision_still_lists_every_rule() -> None:
     )
     assert d.action == "suppress"
     assert d.due_at is None
-    assert len(d.rules) == 11
+    assert len(d.rules) == 12
     assert rule_of(d, "vulnerable") == "human"
     assert d.score == {}
     assert d.total == 0.0

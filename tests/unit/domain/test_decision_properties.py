@@ -229,7 +229,7 @@ def test_every_decision_explains_itself(
 ) -> None:
     for d in run(cust, scenarios, now):
         names = [o.rule for o in d.rules if o.rule != "arbitration"]
-        assert names == ["audience"] or len(names) == 11
+        assert names == ["audience"] or len(names) == 12
         effects = {o.effect for o in d.rules}
         if d.action == "contact":
             assert effects == {"pass"}

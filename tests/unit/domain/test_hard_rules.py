@@ -382,6 +382,7 @@ def test_rules_run_in_documented_order() -> None:
         "open_complaint",
         "channel",
         "cooling_off",
+        "recently_acquired",
         "goal",
         "reentry",
         "vulnerable",
@@ -499,7 +500,96 @@ def test_frequency_cap_rule_suppresses_a_closed_channel() -> None:
     assert (out.effect, out.detail) == ("suppress", "the policy allows no contact on webpush")
 
 
-# ---------------------------------------------------------------- send_hold (follow-up sends and tasks)
+# ---------------------------------------------------------------- step_verdict (every later step)
+
+
+def send_hold(
+    cust: CustomerFacts,
+    policy: Policy,
+    now: dt.datetime,
+    purpose: str,
+    channel: str,
+    kind: str,
+    earlier: tuple[str, ...] = (),
+) -> dt.datetime | None:
+    """Until when step_verdict holds a follow-up send or task (caps, quiet hours), None: it goes."""
+    consents = {**cust.consents, ("callcentre", "marketing"): True, ("callcentre", "service"): True}
+    verdict = rules.step_verdict(
+        make_scenario(purpose=purpose),
+        replace(cust, consents=consents),
+        make_event(),
+        now,
+        policy,
+        kind=kind,
+        channel=channel,
+        earlier=earlier,
+    )
+    assert verdict.effect in ("go", "hold"), verdict
+    return verdict.until
+
+
+def verdict_for(
+    cust: CustomerFacts, *, purpose: str = "commercial", kind: str = "send", channel: str = "email"
+) -> rules.StepVerdict:
+    return rules.step_verdict(
+        make_scenario(purpose=purpose), cust, make_event(), NOW, POLICY, kind=kind, channel=channel
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule"),
+    [
+        ({"do_not_contact": True}, "do_not_contact"),
+        ({"fraud_case_open": True}, "fraud_case"),
+        ({"open_complaints": 1}, "open_complaint"),
+        ({"acquired": {"consumer_loan": NOW - dt.timedelta(days=3)}}, "recently_acquired"),
+    ],
+)
+def test_step_verdict_a_stopping_rule_cancels_the_conversation(changes: dict[str, Any], rule: str) -> None:
+    verdict = verdict_for(customer(**changes))
+    assert (verdict.effect, verdict.outcome) == ("stop", f"cancelled_by_{rule}")
+    assert [o.rule for o in verdict.outcomes if o.effect == "suppress"] == [rule]
+    assert verdict.reason  # the words stored with the cancelled step
+
+
+def test_step_verdict_a_reached_goal_ends_as_goal_reached() -> None:
+    done = make_event("application.completed", NOW - dt.timedelta(minutes=5))
+    verdict = verdict_for(customer(recent_events=(done,)))
+    assert (verdict.effect, verdict.outcome) == ("stop", "goal_reached")
+
+
+def test_step_verdict_a_channel_without_consent_is_skipped() -> None:
+    consents = {**ALL_CONSENTS, ("email", "marketing"): False}
+    verdict = verdict_for(customer(consents=consents))
+    assert verdict.effect == "skip"
+    assert verdict.reason == "no marketing consent on email"
+    assert verdict_for(customer(consents=consents), purpose="service").effect == "go"
+
+
+def test_step_verdict_a_blacklisted_channel_is_skipped() -> None:
+    verdict = verdict_for(customer(channel_blacklist=frozenset({"email"})))
+    assert (verdict.effect, verdict.reason) == ("skip", "email is blacklisted for this person")
+
+
+def test_step_verdict_a_vulnerable_client_gets_a_person_but_an_escalation_goes() -> None:
+    cust = customer(vulnerable=True, consents={**ALL_CONSENTS, ("callcentre", "marketing"): True})
+    assert verdict_for(cust).effect == "person"
+    assert verdict_for(cust, kind="escalate", channel="callcentre").effect == "go"
+
+
+def test_step_verdict_lists_the_same_rules_as_a_first_decision_in_order() -> None:
+    names = [o.rule for o in verdict_for(customer()).outcomes]
+    assert names == [
+        "do_not_contact",
+        "fraud_case",
+        "open_complaint",
+        "channel",
+        "recently_acquired",
+        "goal",
+        "vulnerable",
+        "frequency_cap",
+        "quiet_hours",
+    ]
 
 
 LATE = dt.datetime(2026, 11, 20, 20, 30, tzinfo=UTC)  # 22:30 in Kyiv: quiet time
@@ -508,50 +598,48 @@ MORNING = dt.datetime(2026, 11, 21, 7, 0, tzinfo=UTC)  # 09:00 in Kyiv: quiet ti
 
 def test_send_hold_within_the_limits_in_the_day_goes_now() -> None:
     cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send") is None
+    assert send_hold(cust, POLICY, NOW, "commercial", "email", "send") is None
 
 
 def test_send_hold_counts_earlier_channels_as_contacts_now() -> None:
     cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ()) is None
-    until = rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("webpush",))
+    assert send_hold(cust, POLICY, NOW, "commercial", "email", "send", ()) is None
+    until = send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("webpush",))
     assert until == NOW + dt.timedelta(hours=22)  # the older contact ages out; 12:00 Kyiv
 
 
 def test_send_hold_earlier_channels_alone_can_reach_the_cap() -> None:
-    until = rules.send_hold(customer(), POLICY, NOW, "commercial", "sms", "send", ("webpush", "email"))
+    until = send_hold(customer(), POLICY, NOW, "commercial", "sms", "send", ("webpush", "email"))
     assert until == NOW + dt.timedelta(days=1)
 
 
 def test_send_hold_earlier_channels_count_against_their_channel_cap() -> None:
     cust = customer(contacts=_commercial(dt.timedelta(days=3), channel="sms"))
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "sms", "send") is None
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "sms", "send", ("sms",)) == NOW + dt.timedelta(
-        days=4
-    )
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("sms",)) is None
+    assert send_hold(cust, POLICY, NOW, "commercial", "sms", "send") is None
+    assert send_hold(cust, POLICY, NOW, "commercial", "sms", "send", ("sms",)) == NOW + dt.timedelta(days=4)
+    assert send_hold(cust, POLICY, NOW, "commercial", "email", "send", ("sms",)) is None
 
 
 def test_send_hold_caps_tasks_too() -> None:
     cust = customer(contacts=_commercial(dt.timedelta(hours=2)))
-    until = rules.send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate", ("email",))
+    until = send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate", ("email",))
     assert until == NOW + dt.timedelta(hours=22)
 
 
 def test_send_hold_exempt_purpose_ignores_caps_and_earlier() -> None:
     cust = customer(contacts=_commercial(dt.timedelta(hours=1), dt.timedelta(hours=2)))
-    assert rules.send_hold(cust, POLICY, NOW, "service", "sms", "send", ("email", "webpush", "inapp")) is None
+    assert send_hold(cust, POLICY, NOW, "service", "sms", "send", ("email", "webpush", "inapp")) is None
 
 
 def test_send_hold_quiet_hours_hold_sends_but_not_tasks() -> None:
-    assert rules.send_hold(customer(), POLICY, LATE, "commercial", "email", "send") == MORNING
-    assert rules.send_hold(customer(), POLICY, LATE, "commercial", "callcentre", "escalate") is None
+    assert send_hold(customer(), POLICY, LATE, "commercial", "email", "send") == MORNING
+    assert send_hold(customer(), POLICY, LATE, "commercial", "callcentre", "escalate") is None
 
 
 def test_send_hold_quiet_hours_hold_service_sms_but_not_silent_channels() -> None:
-    assert rules.send_hold(customer(), POLICY, LATE, "service", "sms", "send") == MORNING
-    assert rules.send_hold(customer(), POLICY, LATE, "service", "email", "send") is None
-    assert rules.send_hold(customer(), POLICY, LATE, "service", "inapp", "send") is None
+    assert send_hold(customer(), POLICY, LATE, "service", "sms", "send") == MORNING
+    assert send_hold(customer(), POLICY, LATE, "service", "email", "send") is None
+    assert send_hold(customer(), POLICY, LATE, "service", "inapp", "send") is None
 
 
 def test_send_hold_a_slot_freed_in_quiet_hours_waits_for_their_end() -> None:
@@ -562,12 +650,12 @@ def test_send_hold_a_slot_freed_in_quiet_hours_waits_for_their_end() -> None:
     cust = customer(contacts=contacts)
     freed = dt.datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 00:00 in Kyiv: quiet time
     assert rules.cap_state(contacts, POLICY, NOW, "commercial", "email").until == freed
-    until = rules.send_hold(cust, POLICY, NOW, "commercial", "email", "send")
+    until = send_hold(cust, POLICY, NOW, "commercial", "email", "send")
     assert until == MORNING
     assert until is not None
     assert until.utcoffset() == dt.timedelta(0)
     # a task only waits for the cap
-    assert rules.send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate") == freed
+    assert send_hold(cust, POLICY, NOW, "commercial", "callcentre", "escalate") == freed
 
 
 def test_send_hold_quiet_hours_are_checked_in_the_clients_zone_at_the_freed_slot() -> None:
@@ -576,7 +664,7 @@ def test_send_hold_quiet_hours_are_checked_in_the_clients_zone_at_the_freed_slot
         ("email", "commercial", dt.datetime(2026, 11, 20, 11, 0, tzinfo=UTC)),
     )
     london = customer(contacts=contacts, timezone="Europe/London")  # the slot frees at 22:00 London
-    until = rules.send_hold(london, POLICY, NOW, "commercial", "email", "send")
+    until = send_hold(london, POLICY, NOW, "commercial", "email", "send")
     assert until == dt.datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
@@ -585,7 +673,7 @@ def test_send_hold_a_slot_freed_after_quiet_hours_is_not_moved_back() -> None:
         ("email", "commercial", dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)),
         ("email", "commercial", dt.datetime(2026, 11, 20, 20, 0, tzinfo=UTC)),
     )
-    until = rules.send_hold(customer(contacts=contacts), POLICY, LATE, "commercial", "email", "send")
+    until = send_hold(customer(contacts=contacts), POLICY, LATE, "commercial", "email", "send")
     assert until == dt.datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # 12:00 Kyiv, not 09:00
 
 
@@ -594,4 +682,4 @@ def test_send_hold_a_slot_freed_exactly_when_quiet_hours_end_is_kept() -> None:
         ("email", "commercial", dt.datetime(2026, 11, 20, 7, 0, tzinfo=UTC)),
         ("email", "commercial", dt.datetime(2026, 11, 20, 11, 0, tzinfo=UTC)),
     )
-    assert rules.send_hold(customer(contacts=contacts), POLICY, NOW, "commercial", "email", "send") == MORNING
+    assert send_hold(customer(contacts=contacts), POLICY, NOW, "commercial", "email", "send") == MORNING

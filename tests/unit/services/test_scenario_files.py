@@ -261,7 +261,7 @@ def test_broken_template_in_library_is_named(library_copy: Path, catalogue: Cata
 def test_library_reports_every_broken_file(library_copy: Path, catalogue: Catalogue) -> None:
     policy = library_copy / "policy.yaml"
     policy.write_text(
-        policy.read_text(encoding="utf-8").replace("version: 1", "version: 0"), encoding="utf-8"
+        policy.read_text(encoding="utf-8").replace("version: 2", "version: 0"), encoding="utf-8"
     )
     broken = library_copy / "templates" / "broken.yaml"
     text = REAL_TEMPLATE.read_text(encoding="utf-8").replace(
