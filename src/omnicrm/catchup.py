@@ -11,7 +11,8 @@
 
 A process that dies leaves its partition's offset behind: every later drain of the whole queue
 (this command, `omnicrm worker`, the API's worker) finishes the partitions before anything newer, so
-no event is skipped, decided twice, or decided before an older event of the same customer.
+no event is skipped, decided twice, or decided before an older event of the same customer. The
+processes die with this one, even if it is killed outright (`lifeline.py`): none is left waiting.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from omnicrm import lifeline
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.partitions import COUNTS, Partition
 from omnicrm.services import decider
@@ -110,7 +112,14 @@ def catch_up(
                 processes,
                 context.get_start_method(),
             )
-            with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            # The processes are started by this thread, which waits for them: they end with it, even
+            # if this process is killed outright (`lifeline`).
+            with ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=context,
+                initializer=lifeline.die_with,
+                initargs=(os.getpid(),),
+            ) as pool:
                 futures = [
                     pool.submit(_drain_partition, dumped, index, processes, bound, limit, now)
                     for index in range(processes)
