@@ -20,6 +20,7 @@ from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.vocabulary import CLIENT_STATES
+from omnicrm.services import opt_out
 from omnicrm.services.contracts import EventIn
 from omnicrm.services.identity import merge_pair, new_customer_id
 from omnicrm.store import profiles, timeline
@@ -298,6 +299,7 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
         )
     timeline.insert_events(conn, rows, received_at=now)
     _apply_effects(conn, fresh, rows, now)
+    opt_out.honour(conn, rows, actor=actor, now=now)  # STOP: in the transaction that stores it
     result.accepted = len(rows)
     owners: dict[str, str] = {**known, **{r["event_id"]: r["customer_id"] for r in rows}}
     pending = {r["event_id"] for r in rows}
