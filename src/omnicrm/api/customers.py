@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime
+from sqlalchemy.exc import DBAPIError
 
 from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
@@ -34,16 +36,40 @@ class MergeIn(Strict):
     reason: str = "manual merge"
 
 
+_T = TypeVar("_T")
+# PostgreSQL's answer to two transactions waiting for each other (deadlock_detected), or to one that
+# cannot be serialised: nothing of it was written, so the whole transaction is run again.
+_TRANSIENT = ("40P01", "40001")
+_TRIES = 5
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _retried(work: Callable[[], _T]) -> _T:
+    """`work` (one whole unit of work), run again when the database undid it for a lock cycle: merges
+    lock in one order, but a writer elsewhere may take the same rows in another (an insert holds the
+    key of the profile it refers to from the moment it is written)."""
+    for attempt in range(1, _TRIES + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                raise
+    raise AssertionError("unreachable")
+
+
 @router.post("", status_code=200, summary="Create a profile, or update the one its identifiers point to")
 def upsert_customer(body: CustomerIn, container: ContainerDep, who: Writer) -> FastJSON:
-    with container.uow() as uow:
-        customer_id, created = customers.upsert(uow.conn, body, actor=who.username, now=_now())
-        result = client_file.profile(uow.conn, customer_id)
-        uow.commit()
+    def work() -> tuple[dict[str, Any], bool]:
+        with container.uow() as uow:
+            customer_id, created = customers.upsert(uow.conn, body, actor=who.username, now=_now())
+            result = client_file.profile(uow.conn, customer_id)
+            uow.commit()
+        return result, created
+
+    result, created = _retried(work)
     return FastJSON(result, status_code=201 if created else 200)
 
 
@@ -80,11 +106,14 @@ def get_customer(customer_id: str, container: ContainerDep, who: Reader) -> dict
 def patch_customer(
     customer_id: str, body: CustomerPatch, container: ContainerDep, who: Writer
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        live = customers.patch(uow.conn, customer_id, body, actor=who.username, now=_now())
-        result = client_file.profile(uow.conn, live)
-        uow.commit()
-    return result
+    def work() -> dict[str, Any]:
+        with container.uow() as uow:
+            live = customers.patch(uow.conn, customer_id, body, actor=who.username, now=_now())
+            result = client_file.profile(uow.conn, live)
+            uow.commit()
+        return result
+
+    return _retried(work)
 
 
 @router.post(
@@ -93,11 +122,14 @@ def patch_customer(
 def add_identifier(
     customer_id: str, body: IdentifierIn, container: ContainerDep, who: Writer
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        live = customers.add_identifier(uow.conn, customer_id, body, actor=who.username, now=_now())
-        result = client_file.profile(uow.conn, live)
-        uow.commit()
-    return result
+    def work() -> dict[str, Any]:
+        with container.uow() as uow:
+            live = customers.add_identifier(uow.conn, customer_id, body, actor=who.username, now=_now())
+            result = client_file.profile(uow.conn, live)
+            uow.commit()
+        return result
+
+    return _retried(work)
 
 
 @router.get("/{customer_id}/consents", summary="Consent ledger and the state derived from it")
@@ -113,12 +145,15 @@ def add_consent(
     container: ContainerDep,
     who: Annotated[Principal, Depends(require(Permission.WRITE_CONSENT))],
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        live = customers.live_id(uow.conn, customer_id)
-        customers.record_consent(uow.conn, live, body, actor=who.username, now=_now())
-        result = client_file.consents_view(uow.conn, live)
-        uow.commit()
-    return result
+    def work() -> dict[str, Any]:
+        with container.uow() as uow:
+            live = customers.held_id(uow.conn, customer_id)
+            customers.record_consent(uow.conn, live, body, actor=who.username, now=_now())
+            result = client_file.consents_view(uow.conn, live)
+            uow.commit()
+        return result
+
+    return _retried(work)
 
 
 @router.post("/{customer_id}/merge", summary="Merge another profile of the same person into this one")
@@ -128,13 +163,25 @@ def merge_customer(
     container: ContainerDep,
     who: Annotated[Principal, Depends(require(Permission.MERGE_PROFILES))],
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        survivor = identity.merge_pair(
-            uow.conn, customer_id, body.other_id, reason=body.reason, actor=who.username, now=_now()
-        )
-        result = client_file.profile(uow.conn, survivor)
-        uow.commit()
-    return result
+    """Both profiles must be live when the merge gets to them: one merged away meanwhile (by a merge
+    that ran at the same time) is 409, as it would be had the two requests come one after the other."""
+
+    def work() -> dict[str, Any]:
+        with container.uow() as uow:
+            survivor = identity.merge_pair(
+                uow.conn,
+                customer_id,
+                body.other_id,
+                reason=body.reason,
+                actor=who.username,
+                now=_now(),
+                follow=False,
+            )
+            result = client_file.profile(uow.conn, survivor)
+            uow.commit()
+        return result
+
+    return _retried(work)
 
 
 @router.post("/{customer_id}/unmerge", summary="Undo the merge that folded this profile into another")
@@ -143,14 +190,17 @@ def unmerge_customer(
     container: ContainerDep,
     who: Annotated[Principal, Depends(require(Permission.MERGE_PROFILES))],
 ) -> dict[str, Any]:
-    with container.uow() as uow:
-        survivor = identity.unmerge(uow.conn, customer_id=customer_id, actor=who.username, now=_now())
-        result = {
-            "restored": client_file.profile(uow.conn, customer_id),
-            "survivor": client_file.profile(uow.conn, survivor),
-        }
-        uow.commit()
-    return result
+    def work() -> dict[str, Any]:
+        with container.uow() as uow:
+            survivor = identity.unmerge(uow.conn, customer_id=customer_id, actor=who.username, now=_now())
+            result = {
+                "restored": client_file.profile(uow.conn, customer_id),
+                "survivor": client_file.profile(uow.conn, survivor),
+            }
+            uow.commit()
+        return result
+
+    return _retried(work)
 
 
 @router.get("/{customer_id}/timeline", summary="Events and interactions, newest first, cursor-paged")

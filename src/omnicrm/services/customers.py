@@ -20,7 +20,7 @@ from omnicrm.services.contracts import (
     ProductIn,
     RelationshipIn,
 )
-from omnicrm.services.identity import merge_pair, new_customer_id
+from omnicrm.services.identity import hold_live, merge_all, merge_pair, new_customer_id
 from omnicrm.store import audit, profiles, timeline
 from omnicrm.store.tables import customers as customers_table
 
@@ -47,12 +47,9 @@ def resolve_owner(conn: Connection, pairs: list[Pair], *, actor: str, now: datet
     owners = list(dict.fromkeys(cid for cid, _ in profiles.owners_of(conn, pairs).values()))
     if not owners:
         return None
-    survivor = owners[0]
-    for other in owners[1:]:
-        survivor = merge_pair(
-            conn, survivor, other, reason="identifiers point to one person", actor=actor, now=now
-        )
-    return survivor
+    if len(owners) == 1:
+        return held_id(conn, owners[0])
+    return merge_all(conn, owners, reason="identifiers point to one person", actor=actor, now=now)
 
 
 def profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
@@ -164,22 +161,33 @@ def live_id(conn: Connection, customer_id: str) -> str:
     return root
 
 
+def held_id(conn: Connection, customer_id: str) -> str:
+    """The live profile behind an id (following merges), kept from being merged away until the
+    transaction ends: the profile a writer may attach rows to. NotFound if there is none."""
+    root = hold_live(conn, [customer_id]).get(customer_id)
+    if root is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return root
+
+
 def patch(conn: Connection, customer_id: str, data: CustomerPatch, *, actor: str, now: datetime) -> str:
-    """Update the given fields of a profile; audited with the field names."""
-    customer_id = live_id(conn, customer_id)
+    """Update the given fields of a profile; audited with the field names.
+
+    The id of a profile merged away (even while this waited for it) stands for its survivor, as it
+    does for every read: the two are one person, and a bank's other systems keep sending the ids
+    they know. The survivor is updated, never the merged-away profile, whose row is only the record
+    an unmerge restores; the audit entry names the id that was asked for."""
+    requested = customer_id
+    customer_id = held_id(conn, customer_id)
     values = profile_values(data)
     profiles.update_customer(conn, customer_id, values, now)
     if data.segments is not None:
         profiles.set_segments(conn, customer_id, data.segments)
         values["segments"] = data.segments
-    audit.append(
-        conn,
-        at=now,
-        actor=actor,
-        action="customer.updated",
-        target=customer_id,
-        details={"fields": sorted(values)},
-    )
+    details: dict[str, Any] = {"fields": sorted(values)}
+    if requested != customer_id:
+        details["requested_id"] = requested
+    audit.append(conn, at=now, actor=actor, action="customer.updated", target=customer_id, details=details)
     return customer_id
 
 
@@ -187,9 +195,14 @@ def add_identifier(
     conn: Connection, customer_id: str, item: IdentifierIn, *, actor: str, now: datetime
 ) -> str:
     """Attach an identifier; if another profile holds it, the two merge. Returns the live id."""
-    customer_id = live_id(conn, customer_id)
     pair = normalise_pairs([item], prefix="identifier")[0]
     owner = profiles.owners_of(conn, [pair]).get(pair)
+    if owner is not None and owner[0] != customer_id:
+        # a merge locks its profiles itself, after queueing behind the other merges
+        return merge_pair(
+            conn, customer_id, owner[0], reason=f"shared identifier {pair[0]}", actor=actor, now=now
+        )
+    customer_id = held_id(conn, customer_id)
     if owner is None:
         profiles.insert_identifiers(
             conn,
@@ -203,12 +216,7 @@ def add_identifier(
                 }
             ],
         )
-        return customer_id
-    if owner[0] == customer_id:
-        return customer_id
-    return merge_pair(
-        conn, customer_id, owner[0], reason=f"shared identifier {pair[0]}", actor=actor, now=now
-    )
+    return customer_id
 
 
 def record_consent(

@@ -8,12 +8,15 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from omnicrm.domain.partitions import SLOTS
+from omnicrm.store.offsets import VERSION
 from omnicrm.store.tables import (
     consents,
     customers,
     events,
     identifiers,
     merges,
+    offsets,
     products,
     relationships,
     segments,
@@ -102,3 +105,19 @@ def merges_into(conn: Connection, survivor_id: str) -> list[dict[str, Any]]:
 
 def mark_undone(conn: Connection, merge_id: int, *, actor: str, now: datetime) -> None:
     conn.execute(update(merges).where(merges.c.id == merge_id).values(undone_at=now, undone_by=actor))
+
+
+_COUNTERS = [f"{VERSION}{slot}" for slot in range(SLOTS)]
+
+
+def lock_conversation_counters(conn: Connection) -> None:
+    """Lock every conversation counter row there is (store/offsets.py), in name order, until the
+    transaction ends: the queue merges and unmerges wait in, one at a time. An UPDATE of the same
+    rows would lock them in the order it finds them, which changes as rows are rewritten: two
+    merges could each hold a counter the other waits for."""
+    conn.execute(
+        select(offsets.c.consumer)
+        .where(offsets.c.consumer.in_(_COUNTERS))
+        .order_by(offsets.c.consumer)
+        .with_for_update()
+    ).all()

@@ -332,3 +332,25 @@ def count_customers(conn: Connection) -> int:
 def insert_segments(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(segments), rows)
+
+
+def lock_customers(
+    conn: Connection, customer_ids: Iterable[str], *, exclusive: bool
+) -> dict[str, str | None]:
+    """Lock these profiles until the transaction ends and read, after the lock, whom each is merged
+    into (None: live); unknown ids are left out. The rows are locked in id order, so writers that
+    lock several never wait for one another in a circle. `exclusive` (FOR UPDATE) is a merge's lock:
+    it waits for every writer still attaching rows to these profiles (an insert that refers to a
+    profile holds its key) and holds off the next; otherwise (FOR KEY SHARE) the lock only keeps
+    merges away, and other writers of the same profile go on. SQLite has no row locks: there a
+    writer's transaction is the only one (BEGIN IMMEDIATE behind the write gate)."""
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return {}
+    query = (
+        select(customers.c.id, customers.c.merged_into)
+        .where(customers.c.id.in_(wanted))
+        .order_by(customers.c.id)
+    )
+    query = query.with_for_update() if exclusive else query.with_for_update(read=True, key_share=True)
+    return {cid: merged_into for cid, merged_into in conn.execute(query)}
