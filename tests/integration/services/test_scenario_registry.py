@@ -506,30 +506,30 @@ def test_a_policy_changed_without_a_new_version_is_refused(reg: Registry) -> Non
 
     (error,) = refused.value.errors
     assert (error.file, error.field) == (str(policy), "version")
-    assert "the policy changed but kept version 1: give it version 2" in error.reason
+    assert "the policy changed but kept version 2: give it version 3" in error.reason
     assert reg.counts() == before
     assert reg.container.library.policy.caps.per_day == 2
 
-    replace_once(policy, "version: 1\n", "version: 2\n")
+    replace_once(policy, "version: 2\n", "version: 3\n")
     report = reg.publish()
 
     assert (report.generation, report.changed, report.added) == (2, True, [])
     assert reg.latest_generation()["policy"]["caps"]["per_day"] == 3
-    assert (reg.container.library.policy_version, reg.container.library.policy.caps.per_day) == (2, 3)
+    assert (reg.container.library.policy_version, reg.container.library.policy.caps.per_day) == (3, 3)
 
 
 def test_a_policy_version_going_back_is_refused(reg: Registry) -> None:
     policy = reg.dir / "policy.yaml"
-    replace_once(policy, "version: 1\n", "version: 2\n")
+    replace_once(policy, "version: 2\n", "version: 3\n")
     reg.publish()
-    replace_once(policy, "version: 2\n", "version: 1\n")
+    replace_once(policy, "version: 3\n", "version: 2\n")
 
     with pytest.raises(DataFileError) as refused:
         reg.publish()
 
     (error,) = refused.value.errors
     assert (error.file, error.field) == (str(policy), "version")
-    assert "policy version 1 is lower than the published 2" in error.reason
+    assert "policy version 2 is lower than the published 3" in error.reason
     assert reg.generations() == [1]
 
 
