@@ -1,4 +1,5 @@
-"""`omnicrm bench ingest`: batch ingestion rate on SQLite and PostgreSQL, and REST latency under load."""
+"""`omnicrm bench ingest`: profile import and batch ingestion rates on SQLite and PostgreSQL, and REST
+latency under load."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import gc
 import itertools
 import os
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 
 CHUNK = 1000
+MINIMAL_PROFILES = 100_000  # profiles of one or two identifiers, as a core banking export gives them
 
 
 def _settings(url: str) -> Settings:
@@ -38,6 +42,26 @@ def _settings(url: str) -> Settings:
 
 def _load_customers(container: Container, path: Path) -> None:
     import_customers(container.uow, path, actor="bench")
+
+
+def write_minimal_profiles(path: Path, count: int) -> Path:
+    """`count` profile lines of only an identifier or two (a core-banking id; every other one also a
+    phone number), none shared: what a first load of a bank's clients looks like."""
+    with path.open("wb") as out:
+        for n in range(count):
+            identifiers = [{"kind": "cbs_id", "value": f"CBS-M{n:08d}"}]
+            if n % 2:
+                identifiers.append({"kind": "phone", "value": f"+38067{2_000_000 + n % 8_000_000:07d}"})
+            out.write(orjson.dumps({"identifiers": identifiers}) + b"\n")
+    return path
+
+
+def timed_profiles(container: Container, path: Path) -> float:
+    """profiles/s of `omnicrm import customers` on the file: one transaction, validated in a second
+    process (files of a megabyte or more)."""
+    started = time.perf_counter()
+    report = import_customers(container.uow, path, actor="bench")
+    return report.accepted / (time.perf_counter() - started)
 
 
 def _timed_ingest(container: Container, events: list[dict[str, Any]]) -> tuple[float, float]:
@@ -66,24 +90,42 @@ def _rates(count: int, validating: float, storing: float) -> tuple[float, float,
     return count / (validating + storing), count / validating, count / storing
 
 
-Runs = tuple[
-    list[tuple[float, float, float]], list[float]
-]  # (batches of 1,000: rates, file import: events/s)
+@dataclass
+class Runs:
+    batches: list[tuple[float, float, float]] = field(default_factory=list)  # 1,000-event transactions
+    imports: list[float] = field(default_factory=list)  # `omnicrm import events`: events/s
+    profiles: list[float] = field(default_factory=list)  # `omnicrm import customers`, the data set's
+    minimal: list[float] = field(default_factory=list)  # ... of minimal profiles
+
+
+def _runs(rates: list[float]) -> str:
+    return ", ".join(f"{r:,.0f}" for r in rates)
+
+
+def _report_profiles(console: Console, name: str, counts: tuple[int, int], runs: Runs) -> None:
+    generated, minimal = statistics.median(runs.profiles), statistics.median(runs.minimal)
+    console.print(
+        f"{name} profile import (omnicrm import customers: one transaction, validation in a second "
+        f"process), into an empty database: the data set's {counts[0]:,} profiles median "
+        f"{generated:,.0f} profiles/s (runs: {_runs(runs.profiles)}); {counts[1]:,} minimal profiles "
+        f"(one or two identifiers) median {minimal:,.0f} profiles/s (runs: {_runs(runs.minimal)}; "
+        f"10 M would take {10_000_000 / minimal / 60:.0f} min)"
+    )
 
 
 def _report(console: Console, name: str, count: int, runs: Runs) -> None:
-    batches, imports = runs
+    batches, imports = runs.batches, runs.imports
     total, imported = statistics.median(r[0] for r in batches), statistics.median(imports)
     console.print(
         f"{name} batch ingest, 1,000-event transactions in one process (the API's batch shape): "
         f"median {total:,.0f} events/s end to end "
-        f"(runs: {', '.join(f'{r[0]:,.0f}' for r in batches)}; {count / total:.1f} s for the data set); "
+        f"(runs: {_runs([r[0] for r in batches])}; {count / total:.1f} s for the data set); "
         f"validation alone {statistics.median(r[1] for r in batches):,.0f}/s, "
         f"identity + storage + timeline alone {statistics.median(r[2] for r in batches):,.0f}/s"
     )
     console.print(
         f"{name} file import (omnicrm import events: one transaction, validation in a second process): "
-        f"median {imported:,.0f} events/s (runs: {', '.join(f'{r:,.0f}' for r in imports)}; "
+        f"median {imported:,.0f} events/s (runs: {_runs(imports)}; "
         f"{count / imported:.1f} s for the data set)"
     )
 
@@ -94,31 +136,38 @@ def _pg_admin(url: str) -> Any:
 
 
 def _measured(
-    fresh: Callable[[str], AbstractContextManager[Container]],
+    fresh: Callable[[str, bool], AbstractContextManager[Container]],
     events: list[dict[str, Any]],
     files: dict[str, Path],
     runs: int,
 ) -> Runs:
-    """Each run on fresh copies of the loaded profiles (`fresh(name)`): 1,000-event transactions on
-    one, `omnicrm import events` of the file on another."""
-    rates, imports = [], []
+    """Each run on fresh databases (`fresh(name, loaded)`): the profile files imported into empty
+    ones; 1,000-event transactions on a copy of the loaded profiles, `omnicrm import events` of the
+    file on another."""
+    measured = Runs()
     for run in range(runs):
-        with fresh(f"batches{run}") as container:
-            rates.append(_rates(len(events), *_timed_ingest(container, events)))
-        with fresh(f"import{run}") as container:
-            imports.append(_timed_import(container, files["events"]))
-    return rates, imports
+        with fresh(f"profiles{run}", False) as container:
+            measured.profiles.append(timed_profiles(container, files["customers"]))
+        with fresh(f"minimal{run}", False) as container:
+            measured.minimal.append(timed_profiles(container, files["minimal"]))
+        with fresh(f"batches{run}", True) as container:
+            measured.batches.append(_rates(len(events), *_timed_ingest(container, events)))
+        with fresh(f"import{run}", True) as container:
+            measured.imports.append(_timed_import(container, files["events"]))
+    return measured
 
 
 def _sqlite_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, work: Path) -> Runs:
-    base = work / "base.db"
-    container = bootstrap(_settings(f"sqlite:///{base}"), migrate=True)
+    empty, base = work / "empty.db", work / "base.db"
+    bootstrap(_settings(f"sqlite:///{empty}"), migrate=True).close()
+    shutil.copy(empty, base)
+    container = bootstrap(_settings(f"sqlite:///{base}"))
     _load_customers(container, files["customers"])
     container.close()
 
     @contextmanager
-    def fresh(name: str) -> Iterator[Container]:
-        with sqlite_copy(base, work / f"{name}.db") as url:
+    def fresh(name: str, loaded: bool) -> Iterator[Container]:
+        with sqlite_copy(base if loaded else empty, work / f"{name}.db") as url:
             container = bootstrap(_settings(url))
             try:
                 yield container
@@ -129,11 +178,12 @@ def _sqlite_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int
 
 
 def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg_url: str) -> Runs:
-    """Ingest on PostgreSQL: profiles loaded once, each run on a fresh copy; every database this
-    made is dropped at the end, even after a failure (named by process: two benches at once are fine)."""
+    """Ingest on PostgreSQL: profiles loaded once, each run on a fresh copy (of the empty database
+    for the profile imports); every database this made is dropped at the end, even after a failure
+    (named by process: two benches at once are fine)."""
     admin = _pg_admin(pg_url)
     prefix = f"omnicrm_bench_ingest_{os.getpid()}"
-    base, made = f"{prefix}_base", list[str]()
+    empty, base, made = f"{prefix}_empty", f"{prefix}_base", list[str]()
 
     def url(name: str) -> str:
         return make_url(pg_url).set(database=name).render_as_string(hide_password=False)
@@ -144,10 +194,10 @@ def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     @contextmanager
-    def fresh(name: str) -> Iterator[Container]:
+    def fresh(name: str, loaded: bool) -> Iterator[Container]:
         made.append(f"{prefix}_{name}")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{made[-1]}" TEMPLATE "{base}"'))
+            conn.execute(text(f'CREATE DATABASE "{made[-1]}" TEMPLATE "{base if loaded else empty}"'))
         container = bootstrap(_settings(url(made[-1])))
         try:
             yield container
@@ -157,13 +207,16 @@ def _pg_runs(events: list[dict[str, Any]], files: dict[str, Path], runs: int, pg
 
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{base}"'))
-        container = bootstrap(_settings(url(base)), migrate=True)
+            conn.execute(text(f'CREATE DATABASE "{empty}"'))
+        bootstrap(_settings(url(empty)), migrate=True).close()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{base}" TEMPLATE "{empty}"'))
+        container = bootstrap(_settings(url(base)))
         _load_customers(container, files["customers"])
         container.close()
         return _measured(fresh, events, files, runs)
     finally:
-        drop(base, *made)
+        drop(empty, base, *made)
         admin.dispose()
 
 
@@ -247,6 +300,7 @@ def run(
     workers: int,
     only_rest: bool,
     console: Console,
+    minimal_profiles: int = MINIMAL_PROFILES,
 ) -> None:
     """Generate the data set, then measure and print; medians over `runs` fresh databases."""
     dataset = generate(
@@ -255,22 +309,24 @@ def run(
     with tempfile.TemporaryDirectory(prefix="omnicrm-bench-") as tmp:
         work = Path(tmp)
         files = write_dataset(dataset, work)
+        files["minimal"] = write_minimal_profiles(work / "minimal.jsonl", minimal_profiles)
         # The data set stays in memory to be sent; the garbage collector of the measured code (an API
         # process, which never holds it) must not walk it over and over: set it aside for good.
         gc.collect()
         gc.freeze()
-        console.print(f"data set: {customers:,} profiles, {len(dataset.events):,} events; {runs} runs each")
+        console.print(
+            f"data set: {customers:,} profiles, {len(dataset.events):,} events, {minimal_profiles:,} minimal "
+            f"profiles; {runs} runs each"
+        )
         if only_rest:
             _rest(dataset.events, work, rest_seconds, concurrency, workers, console)
             return
-        _report(
-            console,
-            "SQLite",
-            len(dataset.events),
-            _sqlite_runs(dataset.events, files, runs, work),
-        )
+        sqlite = _sqlite_runs(dataset.events, files, runs, work)
+        _report_profiles(console, "SQLite", (customers, minimal_profiles), sqlite)
+        _report(console, "SQLite", len(dataset.events), sqlite)
         try:
             pg = _pg_runs(dataset.events, files, runs, pg_url)
+            _report_profiles(console, "PostgreSQL", (customers, minimal_profiles), pg)
             _report(console, "PostgreSQL", len(dataset.events), pg)
         except Exception as exc:  # report and go on with the rest
             console.print(f"PostgreSQL skipped: {exc}")

@@ -1,18 +1,24 @@
-"""Bulk creation of profiles for imports: new people cost one statement per table per chunk.
+"""Profiles from import files, in bulk: each line validated once (`prepare_line`, in the reading
+process for big files), then a chunk's new people written with one statement per table.
 
 A profile whose identifiers, contracts or related person are already known (in the database or
-earlier in the same chunk) goes through the ordinary `customers.upsert`, which updates or merges.
+earlier in the same chunk) goes through the ordinary `customers.upsert`, which updates or merges:
+the line is validated again into a `CustomerIn` for it, from its JSON (`Prepared.source`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
+import orjson
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
+from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services import customers
 from omnicrm.services.contracts import CustomerIn
@@ -20,12 +26,77 @@ from omnicrm.services.identity import new_customer_id
 from omnicrm.store import profiles
 
 Pair = tuple[str, str]
+_R = TypeVar("_R")
+
+
+class Prepared(NamedTuple):
+    """One valid profile line, in plain values (cheap to send from the reading process)."""
+
+    source: bytes  # the line as JSON: validated again only if it goes through `customers.upsert`
+    pairs: list[Pair]  # its identifiers, normalised
+    related: list[Pair]  # the identifier of each relationship's related person, normalised
+    values: dict[
+        str, Any
+    ]  # the profile's columns (`customers.profile_values`), "client" if a product says so
+    segments: list[str]
+    consents: list[dict[str, Any]]  # ConsentIn.model_dump() each
+    products: list[dict[str, Any]]  # ProductIn.model_dump() each
+    relationships: list[tuple[str, str | None]]  # (kind, note) each
+
+
+def prepare_line(raw: Any, number: int) -> Prepared | list[ItemError]:
+    """Validate one parsed line (the card-number scan, the schema, identifier formats, lifecycle
+    states): the profile, or every problem found, each with the line `number`."""
+    source = orjson.dumps(raw, default=str)
+    # One scan of the serialised line (JSON punctuation keeps fields apart); paths only on a hit.
+    pans = list(find_pan_paths(raw)) if contains_pan(source.decode()) else []
+    if pans:
+        return [ItemError(number, p, "looks like a payment card number") for p in pans]
+    try:
+        item = CustomerIn.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            ItemError(number, ".".join(str(p) for p in e["loc"]), e["msg"])
+            for e in exc.errors(include_url=False)
+        ]
+    problems: list[ItemError] = []
+    pairs = _checked(problems, number, customers.normalise_pairs, item.identifiers)
+    _checked(problems, number, customers.check_products, item.products)
+    related = [
+        _checked(problems, number, customers.normalise_pairs, [r.related], f"relationships[{i}].related")
+        for i, r in enumerate(item.relationships)
+    ]
+    if problems:
+        return problems
+    values = customers.profile_values(item)
+    if any(p.state in CLIENT_STATES for p in item.products):
+        values["status"] = "client"
+    return Prepared(
+        source,
+        pairs or [],
+        [r[0] for r in related if r],
+        values,
+        sorted(set(item.segments)),
+        [c.model_dump() for c in item.consents],
+        [p.model_dump() for p in item.products],
+        [(r.kind, r.note) for r in item.relationships],
+    )
+
+
+def _checked(problems: list[ItemError], number: int, check: Callable[..., _R], *args: Any) -> _R | None:
+    """`check(*args)`, or None with its problems added to `problems` under the line `number`."""
+    try:
+        return check(*args)
+    except InvalidInput as exc:
+        problems.extend(ItemError(number, e.field, e.reason) for e in exc.errors)
+        return None
 
 
 @dataclass
 class _Pending:
     """Rows of new profiles not yet written."""
 
+    blank: dict[str, Any]  # a new profile's `customers` row with no values given and no id
     owners: dict[Pair, str] = field(default_factory=dict)
     contracts: set[tuple[str, str]] = field(default_factory=set)
     tables: dict[str, list[dict[str, Any]]] = field(
@@ -46,30 +117,31 @@ class _Pending:
             rows.clear()
 
 
+def _contracts(item: Prepared) -> set[tuple[str, str]]:
+    return {(p["product_class"], p["contract_number"]) for p in item.products}
+
+
 def upsert_many(
-    conn: Connection, items: list[CustomerIn], *, actor: str, now: datetime
+    conn: Connection, items: list[tuple[int, Prepared]], *, actor: str, now: datetime
 ) -> list[tuple[str, bool]]:
-    """Create or update each profile; returns (id, created) per item, in order."""
-    pairs = [customers.normalise_pairs(item.identifiers) for item in items]
-    related = [[customers.normalise_pairs([r.related])[0] for r in item.relationships] for item in items]
+    """Create or update the profile of each (line, prepared line); returns (id, created) per item,
+    in order. A refusal (a contract of another person, an unknown related person) is an
+    InvalidInput whose errors carry the line."""
     known = {
         p: owner
-        for p, (owner, _) in profiles.owners_of(conn, [p for group in pairs + related for p in group]).items()
+        for p, (owner, _) in profiles.owners_of(
+            conn, [p for _, item in items for p in (*item.pairs, *item.related)]
+        ).items()
     }
-    held = set(
-        profiles.products_by_contract(
-            conn, [(p.product_class, p.contract_number) for i in items for p in i.products]
-        )
-    )
-    pending = _Pending()
+    held = set(profiles.products_by_contract(conn, [c for _, item in items for c in _contracts(item)]))
+    pending = _Pending(customers.new_customer_row("", {}, now))
     results: list[tuple[str, bool]] = []
-    for index, (item, own, rel) in enumerate(zip(items, pairs, related, strict=True)):
+    for line, item in items:
         try:
-            customer_id, created = _one(conn, pending, item, own, rel, known, held, actor=actor, now=now)
+            results.append(_one(conn, pending, item, known, held, actor=actor, now=now))
         except DomainError as exc:
-            found = getattr(exc, "errors", []) or [ItemError(index, "(item)", exc.detail)]
-            raise InvalidInput(exc.detail, [ItemError(index, e.field, e.reason) for e in found]) from None
-        results.append((customer_id, created))
+            found = getattr(exc, "errors", []) or [ItemError(line, "(item)", exc.detail)]
+            raise InvalidInput(exc.detail, [ItemError(line, e.field, e.reason) for e in found]) from None
     pending.flush(conn)
     return results
 
@@ -77,9 +149,7 @@ def upsert_many(
 def _one(
     conn: Connection,
     pending: _Pending,
-    item: CustomerIn,
-    own: list[Pair],
-    rel: list[Pair],
+    item: Prepared,
     known: dict[Pair, str],
     held: set[tuple[str, str]],
     *,
@@ -87,45 +157,64 @@ def _one(
     now: datetime,
 ) -> tuple[str, bool]:
     """Stage a new profile, or flush and go through the ordinary upsert when anything is known."""
-    customers.check_products(item.products)
-    contracts = {(p.product_class, p.contract_number) for p in item.products}
-    clash = any(p in known or p in pending.owners for p in own) or bool(
+    contracts = _contracts(item)
+    clash = any(p in known or p in pending.owners for p in item.pairs) or bool(
         contracts & (held | pending.contracts)
     )
-    if clash or any(r not in known and r not in pending.owners for r in rel):
+    if clash or any(r not in known and r not in pending.owners for r in item.related):
         pending.flush(conn)
-        customer_id, created = customers.upsert(conn, item, actor=actor, now=now, audited=False)
-        known.update(dict.fromkeys(own, customer_id))
+        data = CustomerIn.model_validate(orjson.loads(item.source))
+        customer_id, created = customers.upsert(conn, data, actor=actor, now=now, audited=False)
+        known.update(dict.fromkeys(item.pairs, customer_id))
         held |= contracts
         return customer_id, created
     customer_id = new_customer_id()
-    _stage(pending, item, customer_id, own, [known.get(r) or pending.owners[r] for r in rel], actor, now)
-    pending.owners.update(dict.fromkeys(own, customer_id))
+    related = [known.get(r) or pending.owners[r] for r in item.related]
+    _stage(pending, item, customer_id, related, actor, now)
+    pending.owners.update(dict.fromkeys(item.pairs, customer_id))
     pending.contracts |= contracts
     return customer_id, True
 
 
 def _stage(
     pending: _Pending,
-    item: CustomerIn,
+    item: Prepared,
     cid: str,
-    own: list[Pair],
     related: list[str],
     actor: str,
     now: datetime,
 ) -> None:
+    """The rows of a new profile, as `customers.upsert` writes them (`customers.new_customer_row`,
+    `consent_row`, `product_row`, `relationship_row`, from the prepared values)."""
     t = pending.tables
-    values = customers.profile_values(item)
-    if any(p.state in CLIENT_STATES for p in item.products):
-        values["status"] = "client"
-    t["customers"].append(customers.new_customer_row(cid, values, now))
+    t["customers"].append({**pending.blank, **item.values, "id": cid})
     t["identifiers"].extend(
-        {"kind": k, "value": v, "customer_id": cid, "origin_id": cid, "created_at": now} for k, v in own
+        {"kind": k, "value": v, "customer_id": cid, "origin_id": cid, "created_at": now}
+        for k, v in item.pairs
     )
-    t["segments"].extend({"customer_id": cid, "segment": s} for s in sorted(set(item.segments)))
-    t["consents"].extend(customers.consent_row(cid, c, actor=actor, now=now) for c in item.consents)
-    t["products"].extend(customers.product_row(cid, p, now) for p in item.products)
+    t["segments"].extend({"customer_id": cid, "segment": s} for s in item.segments)
+    t["consents"].extend(
+        {
+            **c,
+            "customer_id": cid,
+            "origin_id": cid,
+            "effective_at": c["effective_at"] or now,
+            "recorded_at": now,
+            "recorded_by": actor,
+        }
+        for c in item.consents
+    )
+    t["products"].extend(
+        {**p, "customer_id": cid, "origin_id": cid, "state_changed_at": now} for p in item.products
+    )
     t["relationships"].extend(
-        customers.relationship_row(cid, r, rid, now)
-        for r, rid in zip(item.relationships, related, strict=True)
+        {
+            "customer_id": cid,
+            "origin_id": cid,
+            "related_id": rid,
+            "kind": kind,
+            "note": note,
+            "created_at": now,
+        }
+        for (kind, note), rid in zip(item.relationships, related, strict=True)
     )

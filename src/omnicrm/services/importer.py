@@ -1,10 +1,9 @@
 """File import (JSON Lines or CSV) of customers, events and interactions.
 
 A file is one batch, written in one transaction: if any line is wrong, nothing is written and
-every problem is reported with its line number. Events are validated and written in chunks of
-1,000 (the progress bar moves with them; see `import_files` for the second process that
-validates big files); profiles are all validated first. A re-run is safe: events are idempotent
-by event_id and profiles by identifier.
+every problem is reported with its line number. Events and profiles are validated and written in
+chunks of 1,000 (the progress bar moves with them; see `import_files` for the second process that
+validates big files). A re-run is safe: events are idempotent by event_id and profiles by identifier.
 """
 
 from __future__ import annotations
@@ -14,14 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError
-from omnicrm.domain.pan import find_pan_paths
-from omnicrm.services import bulk_profiles, collector, customers, ingest
-from omnicrm.services.contracts import CustomerIn
-from omnicrm.services.import_files import read_lines, validated_chunks
+from omnicrm.services import bulk_profiles, collector, ingest
+from omnicrm.services.import_files import validated_chunks, validated_profiles
 from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
 
@@ -88,68 +83,43 @@ def import_events(
     return report
 
 
-def _check_customer(item: CustomerIn, number: int) -> list[ItemError]:
-    """What only the services check (identifier formats, lifecycle states), reported with the line."""
-    problems: list[ItemError] = []
-    for check in (
-        lambda: customers.normalise_pairs(item.identifiers),
-        lambda: customers.check_products(item.products),
-        lambda: [
-            customers.normalise_pairs([r.related], prefix=f"relationships[{i}].related")
-            for i, r in enumerate(item.relationships)
-        ],
-    ):
-        try:
-            check()
-        except InvalidInput as exc:
-            problems.extend(ItemError(number, e.field, e.reason) for e in exc.errors)
-    return problems
-
-
 def import_customers(
-    uow_factory: Callable[[], UnitOfWork], path: Path, *, actor: str, progress: Progress | None = None
+    uow_factory: Callable[[], UnitOfWork],
+    path: Path,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> ImportReport:
-    """Validate every profile line, then create or update all profiles in one transaction."""
-    items: list[tuple[int, CustomerIn]] = []
+    """Create or update every profile of the file in one transaction, committed only if every line
+    is valid; errors carry line numbers. Lines are validated chunk by chunk
+    (`import_files.validated_profiles`, in a second process for big files) while the chunk before
+    is written (`bulk_profiles.upsert_many`). After the first problem nothing more is written; the
+    rest is still validated, and invalid lines are reported before a refusal found in writing
+    (a contract of another person, an unknown related person), as if all were validated first."""
+    report = ImportReport()
     errors: list[ItemError] = []
-    total = 0
-    for number, raw in read_lines(path):
-        total += 1
-        if isinstance(raw, ItemError):
-            errors.append(raw)
-            continue
-        pans = list(find_pan_paths(raw))
-        if pans:
-            errors.extend(ItemError(number, p, "looks like a payment card number") for p in pans)
-            continue
-        try:
-            item = CustomerIn.model_validate(raw)
-        except ValidationError as exc:
-            errors.extend(
-                ItemError(number, ".".join(str(p) for p in e["loc"]), e["msg"])
-                for e in exc.errors(include_url=False)
-            )
-            continue
-        errors.extend(_check_customer(item, number))
-        items.append((number, item))
-    _fail(errors, total)
-    report = ImportReport(lines=total)
-    with uow_factory() as uow:
-        for start in range(0, len(items), CHUNK // 2):
-            part = items[start : start + CHUNK // 2]
-            try:
-                results = bulk_profiles.upsert_many(
-                    uow.conn, [item for _, item in part], actor=actor, now=datetime.now(UTC)
-                )
-            except InvalidInput as exc:
-                lines = [ItemError(part[e.index or 0][0], e.field, e.reason) for e in exc.errors]
-                raise InvalidInput(
-                    f"line {lines[0].index}: {exc.detail}; nothing was imported", lines
-                ) from None
-            report.customers_created += sum(created for _, created in results)
-            report.accepted += len(results)
+    refused: InvalidInput | None = None
+    with collector.paused(), validated_profiles(path, parallel=parallel) as chunks, uow_factory() as uow:
+        for chunk in chunks:
+            report.lines += chunk.records
+            errors.extend(chunk.errors)
+            if not errors and refused is None:
+                try:
+                    results = bulk_profiles.upsert_many(
+                        uow.conn, chunk.items, actor=actor, now=datetime.now(UTC)
+                    )
+                except InvalidInput as exc:
+                    first = exc.errors[0].index
+                    refused = InvalidInput(f"line {first}: {exc.detail}; nothing was imported", exc.errors)
+                else:
+                    report.customers_created += sum(created for _, created in results)
+                    report.accepted += len(results)
             if progress:
-                progress(len(part))
+                progress(chunk.records)
+        _fail(errors, report.lines)
+        if refused is not None:
+            raise refused
         _audit_import(uow, path, "customers", report, actor)
         uow.commit()
     return report

@@ -214,8 +214,7 @@ def consent_ledger(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
 
 
 def append_consents(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(consents), rows)
+    bulk_insert(conn, consents, rows)
 
 
 def products_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
@@ -321,8 +320,7 @@ def relationships_of(conn: Connection, customer_id: str) -> list[dict[str, Any]]
 
 
 def insert_relationships(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(relationships), rows)
+    bulk_insert(conn, relationships, rows)
 
 
 def count_customers(conn: Connection) -> int:
@@ -330,8 +328,7 @@ def count_customers(conn: Connection) -> int:
 
 
 def insert_segments(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(segments), rows)
+    bulk_insert(conn, segments, rows)
 
 
 def lock_customers(

@@ -122,3 +122,33 @@ def test_a_file_that_is_not_utf8_is_refused_whole(
         )
     assert [e.field for e in caught.value.errors] == ["file"]
     assert count(events) == 0
+
+
+def test_profile_files_are_validated_alike_forked_and_in_process(tmp_path: Path) -> None:
+    profiles: list[str] = []
+    for n in range(2100):
+        profile: dict[str, Any] = {
+            "identifiers": [{"kind": "phone", "value": f"067 300 {n // 100:02d} {n % 100:02d}"}]
+        }
+        if n % 3 == 0:
+            profile["consents"] = [{"channel": "sms", "purpose": "marketing", "granted": True}]
+            profile["products"] = [{"product_class": "card", "contract_number": f"C-{n}", "state": "issued"}]
+        profiles.append(orjson.dumps(profile).decode())
+    profiles[6] = '{"identifiers": []}'
+    profiles[1500] = '{"identifiers": [{"kind": "email", "value": "not an address"}]}'
+    path = tmp_path / "customers.jsonl"
+    path.write_text("\n".join(profiles) + "\n", encoding="utf-8")
+    seen: dict[bool, list[import_files.ValidatedChunk[Any]]] = {}
+    for parallel in (False, True):
+        with import_files.validated_profiles(path, parallel=parallel) as chunks:
+            seen[parallel] = list(chunks)
+
+    assert [c.records for c in seen[True]] == [1000, 1000, 100]
+    assert [(e.index, e.field) for c in seen[True] for e in c.errors] == [
+        (7, "identifiers"),
+        (1501, "identifiers[0].value"),
+    ]
+    first = seen[True][0].items[0][1]
+    assert first.pairs == [("phone", "+380673000000")]
+    assert first.values == {"status": "client"}  # an issued card makes a client
+    assert seen[True] == seen[False]

@@ -17,11 +17,13 @@ from sqlalchemy import Table, select
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import InvalidInput
 from omnicrm.services import import_files
+from omnicrm.services.contracts import CustomerIn
+from omnicrm.services.customers import upsert
 from omnicrm.services.importer import ImportReport, import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import audit
-from omnicrm.store.tables import customers, events, identifiers
+from omnicrm.store.tables import consents, customers, events, identifiers, products, relationships, segments
 
 Json = dict[str, Any]
 
@@ -414,3 +416,261 @@ def test_the_generated_data_set_imports_cleanly(
     assert count(customers) >= 200
     with container.reader() as conn:
         assert audit.verify(conn)[0] is True
+
+
+# ------------------------------------------------------------------------------------ profiles in bulk
+
+
+def _rich(tag: str, n: int, **overrides: Any) -> Json:
+    """A profile with every kind of child row; `tag` keeps the identifiers and contracts of two
+    copies of the same person apart."""
+    profile: Json = {
+        "identifiers": [
+            {"kind": "cbs_id", "value": f"{tag}-CBS-{n}"},
+            {"kind": "phone", "value": f"067 {'ab'.index(tag) + 1}00 {n // 100:02d} {n % 100:02d}"},
+            {"kind": "email", "value": f"Person.{tag}{n}@Example.com"},
+        ],
+        "first_name": "Олена",
+        "last_name": f"Rich{n}",
+        "date_of_birth": "1990-02-28",
+        "value_tier": "premium",
+        "preferences": {"preferred_channel": "sms", "contact_window_start": "09:00:00", "language": "en"},
+        "constraints": {"vulnerable": True, "channel_blacklist": ["email"]},
+        "segments": ["b-seg", "a-seg", "b-seg"],
+        "consents": [
+            {"channel": "sms", "purpose": "marketing", "granted": True, "source": "branch"},
+            {
+                "channel": "email",
+                "purpose": "service",
+                "granted": False,
+                "legal_basis": "contract",
+                "effective_at": "2026-01-02T03:04:05+02:00",
+            },
+        ],
+        "products": [
+            {
+                "product_class": "deposit",
+                "contract_number": f"{tag}-DEP-{n}",
+                "state": "active",
+                "opened_at": "2025-05-01",
+                "terms": {"currency": "UAH", "rate": 12.5},
+            }
+        ],
+    }
+    profile.update(overrides)
+    return profile
+
+
+def _rich_lines(tag: str) -> list[Json]:
+    spouse = {"kind": "spouse", "related": {"kind": "cbs_id", "value": f"{tag}-CBS-0"}, "note": "since 2010"}
+    return [
+        _rich(tag, 0),
+        _rich(tag, 1, relationships=[spouse]),
+        _rich(tag, 2, products=[], constraints={"do_not_contact": True}, preferences=None),
+        {"identifiers": [{"kind": "cbs_id", "value": f"{tag}-min"}], "last_name": "Minimal"},
+    ]
+
+
+_NOT_COMPARED = {
+    "id",
+    "customer_id",
+    "origin_id",
+    "created_at",
+    "updated_at",
+    "recorded_at",
+    "state_changed_at",
+}
+
+
+def _client_data(container: Container) -> dict[str, dict[str, Json]]:
+    """tag -> last name -> the profile's stored rows, without ids, times of recording and the values
+    that tell two copies apart (identifier values, contract numbers)."""
+    tables = {
+        "identifiers": identifiers,
+        "segments": segments,
+        "consents": consents,
+        "products": products,
+        "relationships": relationships,
+    }
+    with container.reader() as conn:
+        people = {r.id: dict(r._mapping) for r in conn.execute(select(customers))}
+        tags = {
+            r.customer_id: r.value.split("-")[0]
+            for r in conn.execute(select(identifiers).where(identifiers.c.kind == "cbs_id"))
+        }
+        children: dict[str, dict[str, list[Json]]] = {cid: {name: [] for name in tables} for cid in people}
+        for name, table in tables.items():
+            for r in conn.execute(select(table)):
+                row = {
+                    k: v
+                    for k, v in r._mapping.items()
+                    if k not in _NOT_COMPARED | {"value", "contract_number"}
+                }
+                if "effective_at" in row and row["effective_at"] == r.recorded_at:
+                    row["effective_at"] = "when recorded"
+                if "related_id" in row:
+                    row["related_id"] = people[row["related_id"]]["last_name"]
+                children[r.customer_id][name].append(row)
+    data: dict[str, dict[str, Json]] = {}
+    for cid, person in people.items():
+        rows = {name: sorted(found, key=repr) for name, found in children[cid].items()}
+        profile = {k: v for k, v in person.items() if k not in _NOT_COMPARED}
+        data.setdefault(tags[cid], {})[person["last_name"]] = {"profile": profile, **rows}
+    return data
+
+
+def test_imported_profiles_are_stored_as_the_ordinary_upsert_stores_them(
+    container: Container, tmp_path: Path
+) -> None:
+    """The import writes new people in bulk; what it stores must be what `customers.upsert` stores."""
+    report = import_customers(
+        container.uow, _write_jsonl(tmp_path / "a.jsonl", _rich_lines("a")), actor="importer"
+    )
+    with container.uow() as uow:
+        for line in _rich_lines("b"):
+            upsert(
+                uow.conn,
+                CustomerIn.model_validate(line),
+                actor="importer",
+                now=datetime.now(UTC),
+                audited=False,
+            )
+        uow.commit()
+
+    data = _client_data(container)
+
+    assert (report.accepted, report.customers_created) == (4, 4)
+    assert sorted(data) == ["a", "b"]
+    assert sorted(data["a"]) == ["Minimal", "Rich0", "Rich1", "Rich2"]
+    for name, person in data["a"].items():
+        for part, rows in person.items():
+            assert rows == data["b"][name][part], (name, part)
+    assert data["a"]["Rich1"]["relationships"][0]["related_id"] == "Rich0"  # a person earlier in the chunk
+    assert data["a"]["Rich0"]["profile"]["status"] == "client"  # an active product makes a client
+
+
+def test_lines_sharing_an_identifier_in_one_chunk_make_one_profile(
+    container: Container, tmp_path: Path, state_counts: Callable[[], dict[str, int]]
+) -> None:
+    lines = [
+        {"identifiers": [{"kind": "cbs_id", "value": "SH-1"}], "first_name": "Iryna", "segments": ["one"]},
+        {"identifiers": [{"kind": "cbs_id", "value": "SOLO"}]},
+        {
+            "identifiers": [{"kind": "phone", "value": "+380671112233"}, {"kind": "cbs_id", "value": "SH-1"}],
+            "last_name": "Second",
+            "segments": ["two"],
+        },
+    ]
+    report = import_customers(container.uow, _write_jsonl(tmp_path / "c.jsonl", lines), actor="importer")
+
+    assert (report.lines, report.accepted, report.customers_created) == (3, 3, 2)
+    counts = state_counts()
+    assert (counts["customers"], counts["identifiers"], counts["segments"]) == (2, 3, 2)
+    with container.reader() as conn:
+        owner = conn.execute(
+            select(identifiers.c.customer_id).where(identifiers.c.value == "SH-1")
+        ).scalar_one()
+        person = conn.execute(select(customers).where(customers.c.id == owner)).one()
+        phone = conn.execute(
+            select(identifiers.c.customer_id).where(identifiers.c.kind == "phone")
+        ).scalar_one()
+    assert (person.first_name, person.last_name, person.version) == ("Iryna", "Second", 2)
+    assert phone == owner
+
+
+def test_a_line_matching_existing_profiles_updates_and_merges_them(
+    container: Container, tmp_path: Path, state_counts: Callable[[], dict[str, int]]
+) -> None:
+    first = [
+        {"identifiers": [{"kind": "cbs_id", "value": "EX-1"}], "first_name": "Old", "segments": ["kept"]},
+        {"identifiers": [{"kind": "crm_id", "value": "EX-2"}], "status": "client"},
+    ]
+    import_customers(container.uow, _write_jsonl(tmp_path / "first.jsonl", first), actor="importer")
+    second = [
+        {"identifiers": [{"kind": "cbs_id", "value": "NEW-1"}]},
+        {
+            "identifiers": [{"kind": "cbs_id", "value": "EX-1"}, {"kind": "crm_id", "value": "EX-2"}],
+            "first_name": "New",
+            "segments": ["added"],
+            "consents": [{"channel": "sms", "purpose": "marketing", "granted": True}],
+        },
+    ]
+    report = import_customers(
+        container.uow, _write_jsonl(tmp_path / "second.jsonl", second), actor="importer"
+    )
+
+    assert (report.accepted, report.customers_created) == (2, 1)
+    counts = state_counts()
+    assert (counts["customers"], counts["merges"], counts["consents"]) == (3, 1, 1)
+    with container.reader() as conn:
+        live = conn.execute(select(customers).where(customers.c.merged_into.is_(None))).all()
+        owners = set(
+            conn.execute(
+                select(identifiers.c.customer_id).where(identifiers.c.value.in_(["EX-1", "EX-2"]))
+            ).scalars()
+        )
+        kept = set(
+            conn.execute(select(segments.c.segment).where(segments.c.customer_id.in_(owners))).scalars()
+        )
+    survivor = next(p for p in live if p.id in owners)
+    assert (len(live), len(owners)) == (2, 1)
+    assert (survivor.first_name, survivor.status) == ("New", "client")
+    assert kept == {"kept", "added"}
+
+
+def test_a_contract_of_another_person_refuses_the_file_with_its_line_number(
+    container: Container, tmp_path: Path, state_counts: Callable[[], dict[str, int]]
+) -> None:
+    holder = _rich("a", 0)
+    import_customers(container.uow, _write_jsonl(tmp_path / "holder.jsonl", [holder]), actor="importer")
+    before = state_counts()
+    taken = {"identifiers": [{"kind": "cbs_id", "value": "OTHER"}], "products": holder["products"]}
+    lines: list[Any] = [_rich("b", 1), "", taken, _rich("b", 2)]
+
+    with pytest.raises(InvalidInput) as caught:
+        import_customers(container.uow, _write_jsonl(tmp_path / "c.jsonl", lines), actor="importer")
+
+    assert caught.value.detail.startswith("line 3: ")
+    assert "nothing was imported" in caught.value.detail
+    assert [e.index for e in caught.value.errors] == [3]
+    assert state_counts() == before
+
+
+def test_an_unknown_related_person_refuses_the_file_with_its_line_number(
+    container: Container, tmp_path: Path, count: Callable[[Table], int]
+) -> None:
+    related = {"kind": "household", "related": {"kind": "cbs_id", "value": "NOBODY"}}
+    lines = [_rich("a", 0), _rich("a", 1, relationships=[related])]
+    with pytest.raises(InvalidInput) as caught:
+        import_customers(container.uow, _write_jsonl(tmp_path / "c.jsonl", lines), actor="importer")
+    assert [(e.index, e.field) for e in caught.value.errors] == [(2, "relationships[0].related")]
+    assert count(customers) == 0
+
+
+def test_invalid_lines_are_reported_before_a_refusal_found_in_writing(
+    container: Container, tmp_path: Path, count: Callable[[Table], int]
+) -> None:
+    """Every line is validated, as if all were validated before writing: a bad line in a later chunk
+    is what the file is refused for, not a refusal met while writing an earlier chunk."""
+    related = {"kind": "household", "related": {"kind": "cbs_id", "value": "NOBODY"}}
+    lines: list[Any] = [{"identifiers": [{"kind": "cbs_id", "value": f"R-{n}"}]} for n in range(1500)]
+    lines[2] = {"identifiers": [{"kind": "cbs_id", "value": "R-2"}], "relationships": [related]}
+    lines[1400] = {"identifiers": [{"kind": "phone", "value": "12345"}]}
+    with pytest.raises(InvalidInput) as caught:
+        import_customers(container.uow, _write_jsonl(tmp_path / "c.jsonl", lines), actor="importer")
+    assert [e.index for e in caught.value.errors] == [1401]
+    assert "1 of 1500 lines are invalid" in caught.value.detail
+    assert count(customers) == 0
+
+
+def test_a_card_number_anywhere_in_a_profile_line_is_refused(
+    container: Container, tmp_path: Path, count: Callable[[Table], int]
+) -> None:
+    bad = _rich("a", 1)
+    bad["products"][0]["terms"] = {"linked_card": "4111 1111 1111 1111"}
+    with pytest.raises(InvalidInput) as caught:
+        import_customers(
+            container.uow, _write_jsonl(tmp_path / "c.jsonl", [_rich("a", 0), bad]), actor="importer"
+        )
+    assert [(e.index, e.field) for e in caught.value.errors] == [(2, "products[0].terms.linked_card")]
+    assert count(customers) == 0
