@@ -96,7 +96,7 @@ def _checked(problems: list[ItemError], number: int, check: Callable[..., _R], *
 class _Pending:
     """Rows of new profiles not yet written."""
 
-    blank: dict[str, Any]  # a new profile's `customers` row with no values given and no id
+    blank: dict[str, Any]  # a new profile's `customers` row with no values given, its NULLs left out
     owners: dict[Pair, str] = field(default_factory=dict)
     contracts: set[tuple[str, str]] = field(default_factory=set)
     tables: dict[str, list[dict[str, Any]]] = field(
@@ -134,7 +134,8 @@ def upsert_many(
         ).items()
     }
     held = set(profiles.products_by_contract(conn, [c for _, item in items for c in _contracts(item)]))
-    pending = _Pending(customers.new_customer_row("", {}, now))
+    blank = {k: v for k, v in customers.new_customer_row("", {}, now).items() if v is not None}
+    pending = _Pending(blank)
     results: list[tuple[str, bool]] = []
     for line, item in items:
         try:

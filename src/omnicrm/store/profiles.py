@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
-from omnicrm.store.bulk import bulk_insert
+from omnicrm.store.bulk import bulk_insert, bulk_insert_shapes
 from omnicrm.store.tables import consents, customers, identifiers, products, relationships, segments
 
 Pair = tuple[str, str]
@@ -162,7 +162,8 @@ def get_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
 
 
 def insert_customers(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    bulk_insert(conn, customers, rows)
+    """New profiles; a row may leave out columns (NULL, or the column's default)."""
+    bulk_insert_shapes(conn, customers, rows)
 
 
 def update_customer(conn: Connection, customer_id: str, values: dict[str, Any], now: datetime) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from omnicrm.bootstrap import Container
-from omnicrm.store.bulk import bulk_insert
+from omnicrm.store.bulk import bulk_insert, bulk_insert_shapes
 from omnicrm.store.tables import customers, products
 
 
@@ -83,4 +83,36 @@ def test_a_left_out_json_default_is_stored_for_every_row(container: Container) -
     stored = _stored(container, products, products.c.contract_number, ["DEP-0", "DEP-1", "DEP-2"])
     assert [(p["terms"], p["maturity_date"], p["state_changed_at"]) for p in stored] == [
         ({}, date(2027, 1, n + 1), at) for n in range(3)
+    ]
+
+
+def test_rows_of_different_shapes_read_back_as_core_inserts_store_them(container: Container) -> None:
+    """`bulk_insert_shapes`: each row's left-out columns get their defaults (or NULL), whatever the
+    other rows give."""
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"first_name": "Ірина", "value_tier": "premium"},
+        {"channel_blacklist": ["sms"], "date_of_birth": None},
+        {"first_name": "Олег"},
+    ]
+
+    def row(name: str, n: int) -> dict[str, Any]:
+        at = datetime(2026, 11, 20, 12, n, tzinfo=UTC)
+        return {"id": f"{name}-{n}", "status": "prospect", "created_at": at, "updated_at": at, **shapes[n]}
+
+    with container.uow() as uow:
+        for n in range(len(shapes)):
+            uow.conn.execute(insert(customers), [row("C-core", n)])
+        bulk_insert_shapes(uow.conn, customers, [row("C-bulk", n) for n in range(len(shapes))])
+        uow.commit()
+
+    core = _stored(container, customers, customers.c.id, [f"C-core-{n}" for n in range(len(shapes))])
+    bulk = _stored(container, customers, customers.c.id, [f"C-bulk-{n}" for n in range(len(shapes))])
+
+    assert [{**r, "id": None} for r in bulk] == [{**r, "id": None} for r in core]
+    assert [(r["first_name"], r["channel_blacklist"], r["version"]) for r in bulk] == [
+        (None, [], 1),
+        ("Ірина", [], 1),
+        (None, ["sms"], 1),
+        ("Олег", [], 1),
     ]
