@@ -168,3 +168,56 @@ def test_schema_out_writes_the_published_schema(run: Invoke, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     shipped = (SHIPPED / "schema" / "scenario.schema.json").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == shipped
+
+
+# ---------------------------------------------------------------- omnicrm scenarios simulate
+
+JOURNEY = """\
+start: 2026-12-01T08:00:00Z
+days: 5
+client:
+  timezone: Europe/Kyiv
+  consents:
+    - {channel: webpush, purpose: marketing, granted: true, effective_at: 2026-01-01T00:00:00Z}
+    - {channel: email, purpose: marketing, granted: true, effective_at: 2026-01-01T00:00:00Z}
+events:
+  - at: 0h
+    type: application.abandoned
+    attributes: {product_class: consumer_loan, application_id: A-1, last_step: documents}
+"""
+
+
+def test_simulate_prints_the_trace_of_an_unpublished_scenario_file(
+    run: Invoke, scenarios_dir: Path, tmp_path: Path
+) -> None:
+    journey = tmp_path / "journey.yaml"
+    journey.write_text(JOURNEY, encoding="utf-8")
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(
+        (scenarios_dir / "templates" / f"{LOAN}.yaml")
+        .read_text(encoding="utf-8")
+        .replace(f"id: {LOAN}", "id: loan-draft")
+        .replace("wait: 24h", "wait: 6h"),
+        encoding="utf-8",
+    )
+
+    result = run("scenarios", "simulate", str(journey), "--scenario", str(draft), "--only", "loan-draft")
+
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines()]
+    sends = [(words[2], words[4]) for words in lines if len(words) > 4 and words[3] in ("send", "task")]
+    assert sends == [("+0h00", "loan-draft/push"), ("+6h00", "loan-draft/email")]
+    assert "nothing was stored or sent" in result.output
+    assert "skip" in result.output  # no call-centre consent: the call step is skipped, with its reason
+    assert "no marketing consent on callcentre" in result.output
+
+
+def test_simulate_refuses_a_bad_journey_file_with_its_line(run: Invoke, tmp_path: Path) -> None:
+    journey = tmp_path / "journey.yaml"
+    journey.write_text(JOURNEY.replace("days: 5", "days: 500"), encoding="utf-8")
+
+    result = run("scenarios", "simulate", str(journey))
+
+    assert result.exit_code == 1
+    assert f"{journey}:2" in _flat(result.output)
+    assert "days" in result.output

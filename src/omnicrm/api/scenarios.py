@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -10,13 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
-from omnicrm.bootstrap import publish_files
+from omnicrm.bootstrap import Container, publish_files
 from omnicrm.domain.errors import InvalidInput, ItemError, NotFound
 from omnicrm.domain.permissions import Permission
 from omnicrm.domain.scenarios import Library, Scenario
+from omnicrm.services import journeys
 from omnicrm.services.auth import Principal
 from omnicrm.services.contracts import Strict
-from omnicrm.services.datafiles import DataFileError
+from omnicrm.services.datafiles import DataFileError, check_scenario, load_messages
 from omnicrm.services.registry import scenario_schema
 from omnicrm.store import registry
 
@@ -27,6 +29,15 @@ Publisher = Annotated[Principal, Depends(require(Permission.PUBLISH_SCENARIOS))]
 
 class ReloadIn(Strict):
     note: str = ""
+
+
+class SimulateIn(Strict):
+    """A journey to simulate; `scenario`: a template (as its file's JSON) added to the published
+    library, published or not; `only`: run just this scenario id."""
+
+    journey: journeys.JourneyIn
+    scenario: dict[str, Any] | None = None
+    only: str | None = None
 
 
 def _listed(library: Library, running: dict[tuple[str, int], int]) -> list[tuple[str, Scenario]]:
@@ -108,3 +119,31 @@ async def reload(body: ReloadIn, container: ContainerDep, who: Publisher) -> dic
             [ItemError(None, f"{e.file}:{e.line or ''} {e.field}".strip(), e.reason) for e in exc.errors],
         ) from None
     return report.as_dict()
+
+
+def _simulated(body: SimulateIn, container: Container) -> dict[str, Any]:
+    library = container.current_library()
+    if body.scenario is not None:
+        messages = set(load_messages(container.settings.scenarios_dir / "messages"))
+        try:
+            _, scenario = check_scenario(body.scenario, None, Path("scenario"), container.catalogue, messages)
+        except DataFileError as exc:
+            raise InvalidInput(
+                "the scenario template is not valid",
+                [ItemError(None, f"scenario.{e.field}".rstrip("."), e.reason) for e in exc.errors],
+            ) from None
+        library = journeys.with_scenario(library, scenario)
+    if body.only is not None:
+        library = journeys.only(library, body.only)
+    return journeys.simulate(body.journey, library, container.catalogue).as_dict()
+
+
+@router.post(
+    ":simulate",
+    summary="What the scenarios will do for one client, on a simulated clock (nothing stored or sent)",
+    description="Runs the journey - a client with consents, a start, and a timed list of events, reactions "
+    "and operator outcomes - through the live engine on a throwaway database; returns every trigger, "
+    "decision, send, wait, hold, skip and end with its simulated time, rule and reason.",
+)
+async def simulate(body: SimulateIn, container: ContainerDep, who: Publisher) -> dict[str, Any]:
+    return await run_in_threadpool(_simulated, body, container)

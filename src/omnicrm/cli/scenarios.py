@@ -7,11 +7,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from omnicrm.bootstrap import publish_files
-from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors
-from omnicrm.services.datafiles import DataFileError
+from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors, refusals_exit
+from omnicrm.services import journeys
+from omnicrm.services.datafiles import (
+    DataFileError,
+    load_messages,
+    load_yaml,
+    read_library,
+    read_scenario,
+    validation_errors,
+)
 from omnicrm.services.registry import scenario_schema
 from omnicrm.store import registry
 
@@ -69,3 +78,47 @@ def schema(out: Annotated[Path | None, typer.Option(help="Write to this file")] 
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+@scenarios_app.command("simulate")
+def simulate(
+    journey: Annotated[Path, typer.Argument(help="Journey file (YAML or JSON): start, days, client, events")],
+    library: Annotated[
+        Path | None, typer.Option(help="A scenarios/ directory to run instead of the published library")
+    ] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="A scenario template file (published or not) added to the library")
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="Run only this scenario id (the others stay silent)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON")] = False,
+) -> None:
+    """What the scenarios will do for one client on a simulated clock: every trigger, decision, send,
+    wait, hold, skip and end with its time and reason. Runs the live engine; stores and sends nothing."""
+    container = open_container()
+    try:
+        data, tree = load_yaml(journey)
+        try:
+            planned = journeys.JourneyIn.model_validate(data)
+        except ValidationError as exc:
+            raise DataFileError(validation_errors(journey, exc, tree)) from None
+        files = read_library(library, container.catalogue) if library is not None else None
+        chosen = files.library if files is not None else container.library
+        if scenario is not None:
+            folder = library or container.settings.scenarios_dir
+            messages = set(load_messages(folder / "messages"))
+            chosen = journeys.with_scenario(chosen, read_scenario(scenario, container.catalogue, messages)[1])
+    except DataFileError as exc:
+        print_file_errors(exc)
+        raise typer.Exit(1) from None
+    with refusals_exit():
+        if only is not None:
+            chosen = journeys.only(chosen, only)
+        trace = journeys.simulate(planned, chosen, container.catalogue)
+    if as_json:
+        console.print_json(data=trace.as_dict(), default=str)
+        return
+    for line in trace.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print("simulated: nothing was stored or sent")

@@ -145,6 +145,14 @@ def load_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> Scena
 def read_scenario(path: Path, catalogue: Catalogue, messages: set[str]) -> tuple[ScenarioSpec, Scenario]:
     """Read, check and compile one scenario template file; the checked spec comes with it."""
     data, tree = load_yaml(path)
+    return check_scenario(data, tree, path, catalogue, messages)
+
+
+def check_scenario(
+    data: Any, tree: yaml.Node | None, path: Path, catalogue: Catalogue, messages: set[str]
+) -> tuple[ScenarioSpec, Scenario]:
+    """Check and compile a scenario template's data (from a file, or a request: `tree` None) against
+    the catalogue and the message templates; DataFileError names each problem's place."""
     try:
         spec = ScenarioSpec.model_validate(data)
     except ValidationError as exc:

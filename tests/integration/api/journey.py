@@ -16,15 +16,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from omnicrm.bootstrap import Container
-from omnicrm.store.tables import instances
+from omnicrm.store.tables import events, instances, outbox
 
 Headers = dict[str, str]
 Json = dict[str, Any]
 T = TypeVar("T")
 CHANNELS = ("webpush", "email", "sms", "inapp", "callcentre")
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """A time zone where it is about noon now: the engine keeps quiet hours in the client's zone, and
+    these tests run in real time, at any hour of the day."""
+    hour = (now or datetime.now(UTC)).hour
+    offset = 12 - hour  # local = UTC + offset; Etc/GMT names carry the sign the other way round
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 def stamp(at: datetime) -> str:
@@ -49,6 +57,7 @@ class Bank:
     def new_client(self, consents: Iterable[str] = CHANNELS, **profile: Any) -> tuple[str, str]:
         """A client with marketing consent on `consents`; returns (customer id, cookie id)."""
         cookie = f"ck-{uuid.uuid4().hex[:10]}"
+        profile.setdefault("timezone", daytime_zone())
         body = {
             "status": "client",
             "first_name": "Olena",
@@ -163,6 +172,23 @@ class Bank:
         """Give the worker time to act on what was just posted (used before asserting that nothing
         more happened; what should happen is awaited with `until`)."""
         time.sleep(seconds)
+
+    def pass_time(self, cid: str, delta: timedelta) -> None:
+        """Time passes for this client: everything that happened to them (events, messages queued,
+        conversations' starts and timers) moves `delta` into the past, so the caps and waits see
+        it as that much older."""
+        with self.container.uow() as uow:
+            conn = uow.conn
+            for table, columns in (
+                (events, ("occurred_at",)),
+                (outbox, ("created_at", "available_at")),
+                (instances, ("started_at", "updated_at", "due_at")),
+            ):
+                rows = conn.execute(select(table).where(table.c.customer_id == cid)).mappings().all()
+                for row in rows:
+                    moved = {c: row[c] - delta for c in columns if row[c] is not None}
+                    conn.execute(update(table).where(table.c.id == row["id"]).values(moved))
+            uow.commit()
 
     def expire(self, instance_id: str) -> None:
         """Time passes: this conversation's timer has run out."""
