@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,8 +16,8 @@ from omnicrm.domain.decision import Decision
 from omnicrm.domain.facts import Contact, CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
 from omnicrm.domain.router import HANDOVER_QUEUE, Advance, Effect, run
-from omnicrm.domain.rules import StepVerdict, step_verdict
-from omnicrm.domain.scenarios import Library, Scenario, Step
+from omnicrm.domain.rules import RuleOutcome, StepVerdict, cap_state, step_verdict
+from omnicrm.domain.scenarios import PURPOSE_RANK, Library, Scenario, Step
 from omnicrm.services.facts import CONTACT_MEMORY_DAYS, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
 from omnicrm.services.report import Report
@@ -28,6 +29,30 @@ log = logging.getLogger(__name__)
 STATUS_REPORTS = frozenset({"delivered"})
 # A step held, skipped or cancelled is stored as a decision about that step, with these actions.
 STEP_ACTIONS = {"held": "hold", "skipped": "skip", "cancelled": "cancel"}
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message or task of a running conversation, queued and not yet handed to a channel."""
+
+    key: str  # its idempotency key: `{instance}:{cause}:{step}`
+    instance_id: str
+    channel: str
+    purpose: str
+    at: datetime
+
+    @property
+    def contact(self) -> Contact:
+        return (self.channel, self.purpose, self.at)
+
+    @property
+    def step(self) -> str:
+        return self.key.rsplit(":", 1)[1]
+
+
+def capped(outcomes: tuple[RuleOutcome, ...]) -> bool:
+    """Whether a frequency cap is what holds a contact back."""
+    return any(o.rule == "frequency_cap" and o.effect == "delay" for o in outcomes)
 
 
 class Batch:
@@ -59,12 +84,17 @@ class Batch:
         # instance id -> contacts of its messages not sent yet, which its goal withdraws: they must
         # stop counting towards the caps at once, as they do in the next batch (read from the outbox)
         self.withdrawable: dict[str, list[Contact]] = defaultdict(list)
+        # customer -> queued messages of running conversations: one of higher priority held by a cap
+        # may take the slot of a lower one (`make_room`)
+        self.queued: dict[str, list[Queued]] = defaultdict(list)
         if self.active:
             since = now - timedelta(days=CONTACT_MEMORY_DAYS)
-            for instance_id, channel, purpose, at in conversations.pending_contacts(
+            for instance_id, channel, purpose, at, key, owner in conversations.pending_contacts(
                 conn, self.active, since, until
             ):
                 self.withdrawable[instance_id].append((channel, purpose, at))
+                self.queued[owner].append(Queued(key, instance_id, channel, purpose, at))
+        self.yielded: dict[str, str] = {}  # stored messages that gave up their slot -> why
         self.decisions: list[dict[str, Any]] = []
         self.new: dict[str, dict[str, Any]] = {}  # instances started in this batch (inserted at flush)
         self.changed: dict[str, dict[str, Any]] = {}  # existing instances whose state moved
@@ -110,6 +140,7 @@ class Batch:
             ended=ended,
             ended_by=owners,
             now=self.now,
+            yielded=self.yielded,
         )
 
     def context(self, customer: CustomerFacts, event: EventFacts | None) -> dict[str, Any]:
@@ -235,9 +266,18 @@ class Batch:
 
         def check(name: str, step: Step, channel: str, earlier: tuple[str, ...]) -> StepVerdict:
             kind = "send" if step.kind == "send" else "escalate"
-            return step_verdict(
-                scenario, customer, trigger, now, policy, kind=kind, channel=channel, earlier=earlier
-            )
+
+            def verdict() -> StepVerdict:
+                facts = self.facts[customer.id]  # a slot given up just now shows in the contacts
+                return step_verdict(
+                    scenario, facts, trigger, now, policy, kind=kind, channel=channel, earlier=earlier
+                )
+
+            found = verdict()
+            held = found.effect == "hold" and capped(found.outcomes)
+            if held and self.make_room(customer.id, scenario, channel, cause, earlier):
+                found = verdict()
+            return found
 
         outcome: Advance = run(
             scenario,
@@ -321,12 +361,85 @@ class Batch:
             else:
                 self.report.tasks += 1
         self.messages.extend(rows)
+        self.queued[customer.id].extend(
+            Queued(r["idempotency_key"], row["id"], r["channel"], r["purpose"], self.now) for r in rows
+        )
         contacts = tuple((r["channel"], r["purpose"], self.now) for r in rows)
         self.withdrawable[row["id"]].extend(contacts)
         self.facts[customer.id] = self.facts[customer.id].evolve(
             contacts=self.facts[customer.id].contacts + contacts
         )
         return keys
+
+    # --- scarce slots go by priority ------------------------------------------------------------------
+    def make_room(
+        self, customer_id: str, scenario: Scenario, channel: str, cause: str, earlier: tuple[str, ...] = ()
+    ) -> bool:
+        """A contact of `scenario` is held by a frequency cap: if messages of lower priority (service,
+        collections and retention go before commercial) hold the slots and are still queued, they give
+        them up - each is withdrawn, and its conversation goes back to that step to wait for a slot.
+        True when that frees a slot now. Only a message its conversation still waits on (the last one it
+        sent) gives up its slot, so the conversation simply sends it again later."""
+        policy, now, purpose = self.library.policy, self.now, scenario.purpose
+        rank = PURPOSE_RANK.get(purpose, 0)
+        live = {r["id"]: r for r in self.active.get(customer_id, {}).values()}
+        lower = [
+            q
+            for q in self.queued.get(customer_id, [])
+            if PURPOSE_RANK.get(q.purpose, 0) < rank
+            and q.instance_id in live
+            and (live[q.instance_id].get("awaiting") or []) == [q.key]
+        ]
+        if not lower:
+            return False
+        contacts = [*self.facts[customer_id].contacts, *((c, purpose, now) for c in earlier)]
+
+        def until() -> datetime | None:
+            return cap_state(tuple(contacts), policy, now, purpose, channel).until
+
+        chosen: list[Queued] = []
+        for q in sorted(lower, key=lambda q: (PURPOSE_RANK.get(q.purpose, 0), -q.at.timestamp())):
+            before = until()
+            if before is None:
+                break
+            if q.contact not in contacts:
+                continue
+            contacts.remove(q.contact)
+            after = until()
+            if after is not None and after >= before:
+                contacts.append(q.contact)  # it was not what held the slot
+                continue
+            chosen.append(q)
+        if not chosen or until() is not None:
+            return False
+        why = (
+            f"its slot went to {scenario.id} ({purpose}): "
+            "service, collections and retention go before commercial"
+        )
+        for q in chosen:
+            self._give_up_slot(customer_id, live[q.instance_id], q, why, cause)
+        return True
+
+    def _give_up_slot(self, customer_id: str, row: dict[str, Any], q: Queued, why: str, cause: str) -> None:
+        """`q` is withdrawn and its conversation waits at its step again (re-checked right away: the
+        caps then hold it, with their reason, until a slot frees)."""
+        fresh = next((m for m in self.messages if m["idempotency_key"] == q.key), None)
+        if fresh is not None:
+            fresh.update(status=WITHDRAWN, status_reason=why[:300], status_at=self.now)
+        else:
+            self.yielded[q.key] = why
+        self.queued[customer_id].remove(q)
+        if q.contact in self.withdrawable.get(q.instance_id, []):
+            self.withdrawable[q.instance_id].remove(q.contact)
+        self._withdraw(customer_id, [q.contact])
+        self.save(row, step=q.step, due_at=self.now, awaiting=None)
+        scenario = self.library.get(row["scenario_id"], row["scenario_version"])
+        if scenario is not None:
+            rule = RuleOutcome("priority", "delay", why, self.now)
+            self._note_step(
+                scenario, row, Effect("held", q.step, q.channel, rules=(rule,), until=self.now), cause
+            )
+        self.report.yielded += 1
 
     def _note_step(self, scenario: Scenario, row: dict[str, Any], effect: Effect, cause: str) -> None:
         """A step held, skipped or cancelled, stored as a decision about that step with its rules."""

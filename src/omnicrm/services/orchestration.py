@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.decision import CAMPAIGN_EVENT, decide
+from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
+from omnicrm.domain.facts import EventFacts
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.batch import Batch
+from omnicrm.services.batch import Batch, capped
 from omnicrm.services.facts import event_facts, forget_stored, learn, live_customers
 from omnicrm.services.relevance import REACTION, by_trigger, involved
 from omnicrm.services.report import Report
@@ -91,9 +92,10 @@ def handle_events(
         if not candidates:
             continue
         pretested = options is not None
-        for decision in decide(
+        for first in decide(
             facts[customer_id], event, candidates, policy, now, contexts, pretested=pretested
         ):
+            decision = _with_room(work, first, event, contexts)
             instance_id = None
             if decision.starts_conversation:
                 instance_id = work.start(facts[customer_id], decision, event)
@@ -101,6 +103,21 @@ def handle_events(
                 joined = work.active.get(customer_id, {}).get(decision.scenario_id)
                 instance_id = joined["id"] if joined else None
             work.record(decision, instance_id)
+
+
+def _with_room(work: Batch, decision: Decision, event: EventFacts, contexts: dict[str, Any]) -> Decision:
+    """A contact of service, collections or retention held back by a frequency cap takes the slot of a
+    queued commercial message (Batch.make_room), and is decided again with the slot free."""
+    if decision.action != "delay" or not capped(decision.rules) or decision.channel is None:
+        return decision
+    scenario = work.library.get(decision.scenario_id, decision.scenario_version)
+    if scenario is None or not work.make_room(
+        decision.customer_id, scenario, decision.channel, event.event_id
+    ):
+        return decision
+    customer = work.facts[decision.customer_id]
+    again = decide(customer, event, [scenario], work.library.policy, work.now, contexts, pretested=True)
+    return again[0] if again else decision
 
 
 def advance_due(conn: Connection, *, library: Library, now: datetime, limit: int = 500) -> Report:

@@ -15,6 +15,7 @@ _COUNTS = (
     "skipped",
     "held",
     "cancelled",
+    "yielded",
     "scanned",
     "redone",
     "timers",
@@ -32,6 +33,7 @@ class Report:
     skipped: int = 0  # sends and tasks skipped (channel not permitted), each stored with its reason
     held: int = 0  # steps held (caps, quiet hours) until a later time, each stored with its reason
     cancelled: int = 0  # conversations a hard rule ended at a step (complaint, opt-out, fraud...)
+    yielded: int = 0  # queued messages that gave their cap slot to a contact of higher priority
     scanned: int = 0  # queued events read (a partition reads others' events too, and skips them)
     redone: int = 0  # batches decided again under the write lock: the state moved while deciding
     timers: int = 0  # expired timers handled

@@ -70,6 +70,7 @@ class BatchWrite:
     ended: dict[str, list[str]]  # why -> conversations ended so: their queued messages are withdrawn
     ended_by: list[str] | None  # their owners, when known
     now: datetime | None
+    yielded: dict[str, str]  # idempotency key -> why this queued message gave up its slot
     decided: StoredRows  # decisions
 
 
@@ -83,6 +84,7 @@ def prepare_batch(
     ended: dict[str, str],
     ended_by: set[str] | None,
     now: datetime | None = None,
+    yielded: dict[str, str] | None = None,
 ) -> BatchWrite:
     reasons: dict[str, list[str]] = {}
     for instance_id, why in sorted(ended.items()):
@@ -96,6 +98,7 @@ def prepare_batch(
         ended=reasons,
         ended_by=sorted(ended_by) if ended_by is not None else None,
         now=now,
+        yielded=dict(yielded or {}),
         decided=stored_rows(dialect, decisions, decided),
     )
 
@@ -111,6 +114,13 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
     insert_stored(conn, batch.messages)
     for why, ended in batch.ended.items():
         withdraw_queued(conn, ended, batch.ended_by, reason=why, now=batch.now)
+    if batch.yielded:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.idempotency_key == bindparam("b_key"), outbox.c.status == QUEUED)
+            .values(status=WITHDRAWN, status_reason=bindparam("b_reason"), status_at=batch.now),
+            [{"b_key": key, "b_reason": why[:300]} for key, why in sorted(batch.yielded.items())],
+        )
     insert_stored(conn, batch.decided)
 
 
@@ -260,16 +270,24 @@ def contact_tuples(
 
 def pending_contacts(
     conn: Connection, customer_ids: Iterable[str], since: datetime, until: datetime | None = None
-) -> list[tuple[str, str, str, datetime]]:
-    """(instance_id, channel, purpose, created_at) of the conversations' messages and tasks still
-    waiting to go out since `since`: those a reached goal withdraws (`withdraw_queued`)."""
+) -> list[tuple[str, str, str, datetime, str, str]]:
+    """(instance_id, channel, purpose, created_at, idempotency_key, customer_id) of the conversations'
+    messages and tasks still waiting to go out since `since`: those a reached goal withdraws
+    (`withdraw_queued`), and those a contact of higher priority may take the slot of."""
     wanted = sorted(set(customer_ids))
     if not wanted:
         return []
     dialect = conn.dialect.name
 
     def build() -> Select[Any]:
-        query = select(outbox.c.instance_id, outbox.c.channel, outbox.c.purpose, outbox.c.created_at).where(
+        query = select(
+            outbox.c.instance_id,
+            outbox.c.channel,
+            outbox.c.purpose,
+            outbox.c.created_at,
+            outbox.c.idempotency_key,
+            outbox.c.customer_id,
+        ).where(
             among_bound(outbox.c.customer_id, "ids")[dialect],
             outbox.c.created_at >= bindparam("since"),
             outbox.c.status.concat("") == QUEUED,  # as in withdraw_queued: the customer index, please

@@ -263,3 +263,53 @@ def test_a_campaign_opt_out_withdraws_marketing_consent(bank: Bank) -> None:
     assert bank.granted(cid, "email") is False
     assert bank.granted(cid, "sms") is True
     assert bank.consents(cid)["ledger"][-1]["source"] == "crm.campaign.outcome"
+
+
+# ---------------------------------------------------------------- 4. scarce slots go by priority
+
+OVERDUE = "payment-overdue-reminder"
+
+
+def test_a_collections_contact_takes_the_last_slot_from_a_queued_commercial_push(bank: Bank) -> None:
+    cid, cookie = bank.new_client()
+    # at once: a commercial push (1st contact today), a retention e-mail (2nd), a collections SMS (3rd,
+    # over the daily cap of 2) - the commercial push, still queued, gives its slot up
+    bank.post_batch(
+        [
+            bank.event(
+                cookie,
+                "application.abandoned",
+                product_class="consumer_loan",
+                application_id="A-1",
+                last_step="documents",
+            ),
+            bank.event(cookie, "deposit.maturing", contract_number="DEP-1", maturity_date="2026-12-30"),
+            bank.event(cookie, "payment.overdue", contract_number="LN-1", days_overdue=3, amount_due=100),
+        ]
+    )
+
+    overdue = bank.at_step(cid, OVERDUE, "wait_sms")
+    assert [m["status"] for m in _messages(overdue, "sms")] == ["queued"]
+    assert _messages(bank.conversation(cid, RENEWAL), "email")[0]["status"] == "queued"
+    loan = bank.until(
+        lambda: [s for s in bank.conversation(cid, LOAN)["steps"] if s["action"] == "hold"], "hold"
+    )
+    push = _messages(bank.conversation(cid, LOAN), "webpush")[0]
+    assert push["status"] == "withdrawn"
+    assert push["status_reason"].startswith(f"its slot went to {OVERDUE} (collections)")
+    assert loan[0]["rules"][0]["rule"] == "priority"
+    # the loan conversation waits for a slot at its push step, held by the cap with its reason
+    held = bank.until(
+        lambda: [
+            s
+            for s in bank.conversation(cid, LOAN)["steps"]
+            if s["action"] == "hold" and s["rules"] and any(r["rule"] == "frequency_cap" for r in s["rules"])
+        ],
+        "the cap's hold",
+    )
+    now = bank.conversation(cid, LOAN)
+    assert (now["status"], now["step"], now["due_at"]) == ("active", "push", held[0]["due_at"])
+    queued = [
+        m for i in bank.conversations(cid)["instances"] for m in i["messages"] if m["status"] == "queued"
+    ]
+    assert sorted(m["channel"] for m in queued) == ["email", "sms"]  # two contacts: the cap holds

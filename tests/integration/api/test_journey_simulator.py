@@ -265,3 +265,22 @@ def test_only_marketers_and_admins_simulate(
         assert (
             client.post("/v1/scenarios:simulate", json=body, headers=headers_for(role)).status_code == status
         )
+
+
+def test_scarce_slots_go_by_priority_not_by_arrival(simulate: Callable[..., Json]) -> None:
+    overdue = {"type": "payment.overdue", "attributes": {"contract_number": "LN-1", "days_overdue": 3}}
+    trace = simulate(
+        {"journey": journey({"at": "0h", **ABANDONED}, {"at": "0h", **MATURING}, {"at": "0h", **overdue})}
+    )
+
+    at_start = [s for s in trace["trace"] if s["at"] == trace["start"]]
+    assert ("withdrawn", LOAN, "push", "webpush") in _lines({"trace": at_start}, "withdrawn")
+    assert ("send", "payment-overdue-reminder", "sms", "sms") in _lines({"trace": at_start}, "send")
+    assert ("send", RENEWAL, "email", "email") in _lines({"trace": at_start}, "send")
+    gave_up = next(s for s in at_start if s["kind"] == "hold" and s["scenario"] == LOAN)
+    assert gave_up["rule"] == "priority"
+    # the commercial push is queued again when a slot frees, a day later
+    pushes = [
+        s["at"] for s in trace["trace"] if (s["kind"], s["scenario"], s["step"]) == ("send", LOAN, "push")
+    ]
+    assert pushes == [trace["start"], "2026-12-02T08:00:00Z"]

@@ -309,7 +309,7 @@ class ConversationMachine(RuleBasedStateMachine):
             if c["purpose"] == "marketing":
                 ledger[(c["customer_id"], c["channel"])].append((c["effective_at"], c["granted"]))
         for row in self._rows(outbox):
-            if row["purpose"] == "service":
+            if row["purpose"] == "service" or row["status"] == "withdrawn":  # withdrawn: never left
                 continue
             entries = [e for e in ledger[(row["customer_id"], row["channel"])] if e[0] <= row["created_at"]]
             # the latest entry wins; on a tie a withdrawal wins (README, domain/consent.py)
