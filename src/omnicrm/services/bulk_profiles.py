@@ -35,9 +35,8 @@ class Prepared(NamedTuple):
     source: bytes  # the line as JSON: validated again only if it goes through `customers.upsert`
     pairs: list[Pair]  # its identifiers, normalised
     related: list[Pair]  # the identifier of each relationship's related person, normalised
-    values: dict[
-        str, Any
-    ]  # the profile's columns (`customers.profile_values`), "client" if a product says so
+    # the profile's columns (`customers.profile_values`), status "client" if a product says so
+    values: dict[str, Any]
     segments: list[str]
     consents: list[dict[str, Any]]  # ConsentIn.model_dump() each
     products: list[dict[str, Any]]  # ProductIn.model_dump() each
@@ -121,6 +120,12 @@ def _contracts(item: Prepared) -> set[tuple[str, str]]:
     return {(p["product_class"], p["contract_number"]) for p in item.products}
 
 
+def _held_pairs(item: Prepared, contracts: set[tuple[str, str]]) -> list[Pair]:
+    """The identifiers a line's profile holds once written: its own, and its products' contract
+    numbers (`profiles.insert_products` registers each as a `contract` identifier unless one exists)."""
+    return [*item.pairs, *(("contract", number) for _, number in contracts)]
+
+
 def upsert_many(
     conn: Connection, items: list[tuple[int, Prepared]], *, actor: str, now: datetime
 ) -> list[tuple[str, bool]]:
@@ -166,13 +171,13 @@ def _one(
         pending.flush(conn)
         data = CustomerIn.model_validate(orjson.loads(item.source))
         customer_id, created = customers.upsert(conn, data, actor=actor, now=now, audited=False)
-        known.update(dict.fromkeys(item.pairs, customer_id))
+        known.update(dict.fromkeys(_held_pairs(item, contracts), customer_id))
         held |= contracts
         return customer_id, created
     customer_id = new_customer_id()
     related = [known.get(r) or pending.owners[r] for r in item.related]
     _stage(pending, item, customer_id, related, actor, now)
-    pending.owners.update(dict.fromkeys(item.pairs, customer_id))
+    pending.owners.update(dict.fromkeys(_held_pairs(item, contracts), customer_id))
     pending.contracts |= contracts
     return customer_id, True
 

@@ -674,3 +674,39 @@ def test_a_card_number_anywhere_in_a_profile_line_is_refused(
         )
     assert [(e.index, e.field) for e in caught.value.errors] == [(2, "products[0].terms.linked_card")]
     assert count(customers) == 0
+
+
+def test_a_contract_written_earlier_in_the_chunk_is_an_identifier_of_its_holder(
+    container: Container, tmp_path: Path, count: Callable[[Table], int]
+) -> None:
+    """A product's contract number becomes a `contract` identifier of its holder, as if each line
+    were written alone: a later line naming it updates that profile, whether the holder was new in
+    this chunk or an existing profile the chunk updated."""
+    existing = {"identifiers": [{"kind": "cbs_id", "value": "OLD"}]}
+    import_customers(container.uow, _write_jsonl(tmp_path / "old.jsonl", [existing]), actor="importer")
+    deposit = {"product_class": "deposit", "state": "active"}
+    lines = [
+        {
+            "identifiers": [{"kind": "cbs_id", "value": "NEW"}],
+            "products": [{**deposit, "contract_number": "D-1"}],
+        },
+        {
+            "identifiers": [{"kind": "cbs_id", "value": "OLD"}],
+            "products": [{**deposit, "contract_number": "D-2"}],
+        },
+        {"identifiers": [{"kind": "contract", "value": "D-1"}], "first_name": "Nova"},
+        {"identifiers": [{"kind": "contract", "value": "D-2"}], "first_name": "Stara"},
+    ]
+    report = import_customers(container.uow, _write_jsonl(tmp_path / "c.jsonl", lines), actor="importer")
+
+    assert (report.accepted, report.customers_created) == (4, 1)
+    assert count(customers) == 2
+    with container.reader() as conn:
+        names = dict(
+            conn.execute(
+                select(identifiers.c.value, customers.c.first_name)
+                .join(customers, customers.c.id == identifiers.c.customer_id)
+                .where(identifiers.c.kind == "cbs_id")
+            ).all()
+        )
+    assert names == {"NEW": "Nova", "OLD": "Stara"}
