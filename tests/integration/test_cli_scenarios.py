@@ -221,3 +221,20 @@ def test_simulate_refuses_a_bad_journey_file_with_its_line(run: Invoke, tmp_path
     assert result.exit_code == 1
     assert f"{journey}:2" in _flat(result.output)
     assert "days" in result.output
+
+
+def test_the_readme_journey_prints_the_readme_trace(run: Invoke, tmp_path: Path) -> None:
+    """The journey and trace in the README's scenario section are what the command gives."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\nstart:") + len("```yaml\n")
+    journey = tmp_path / "journey.yaml"
+    journey.write_text(readme[start : readme.index("```", start)], encoding="utf-8")
+    shown = readme.index("```\n", readme.index("and its trace with the shipped")) + len("```\n")
+    expected = readme[shown : readme.index("```", shown)].splitlines()
+
+    result = run("scenarios", "simulate", str(journey))
+
+    assert result.exit_code == 0, result.output
+    assert [" ".join(line.split()) for line in result.output.splitlines()] == [
+        " ".join(e.split()) for e in expected
+    ]
