@@ -11,8 +11,10 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 from journey import Bank, Headers, Json
+from typer.testing import CliRunner
 
 from omnicrm.bootstrap import Container
+from omnicrm.cli import app
 
 LOAN = "loan-application-reminder"
 RENEWAL = "deposit-renewal"
@@ -166,6 +168,17 @@ def test_a_call_step_without_call_centre_consent_is_stored_as_skipped(bank: Bank
     stored = [d for d in bank.decisions(cid) if d.get("step") == "call"]
     assert [d["explanation"] for d in stored] == [skipped[0]["explanation"]]
     assert "skip this step via callcentre" in stored[0]["explanation"]
+    # and in `omnicrm explain`, in the same words
+    env = {
+        "OMNICRM_DATABASE_URL": bank.container.engine.url.render_as_string(hide_password=False),
+        "OMNICRM_CATALOGUE_FILE": str(bank.container.settings.catalogue_file),
+        "OMNICRM_SCENARIOS_DIR": str(bank.container.settings.scenarios_dir),
+        "OMNICRM_ENV": "test",
+    }
+    printed = CliRunner().invoke(app, ["explain", cid, "--limit", "50"], env=env)
+    assert printed.exit_code == 0, printed.output
+    flat = " ".join(printed.output.split())
+    assert " ".join(stored[0]["explanation"].split()) in flat
 
 
 def test_a_follow_up_held_by_the_cap_is_stored_with_its_rule(bank: Bank) -> None:
