@@ -155,21 +155,34 @@ def run(
             return done("completed", None, "routing_loop" if permitted_once else "unreachable")
         channel = step.channel or "callcentre"
         verdict = check(name, step, channel, tuple(e.channel for e in effects if e.contacts))
-        if verdict.effect == "hold" and verdict.until is not None and verdict.until > now:
-            effects.append(_noted("held", name, step, channel, verdict))
-            return done("active", verdict.until, None)
-        if verdict.effect == "stop":
-            effects.append(_noted("cancelled", name, step, channel, verdict))
-            return done("cancelled", None, verdict.outcome)
-        if verdict.effect == "person":
-            reason = "; ".join(o.detail for o in verdict.outcomes if o.effect == "human")
-            effects.append(Effect("task", "handover", "callcentre", queue=HANDOVER_QUEUE, note=reason))
-            return done("completed", None, "handed_to_person")
+        if (stopped := _stopped(verdict, name, step, channel, now, effects)) is not None:
+            return done(*stopped)
         unsent = verdict.effect == "skip"
         effects.append(_effect(name, step, channel, verdict))
         assert step.next is not None
         name = step.next
     return done("completed", None, "routing_loop")
+
+
+Status = Literal["active", "completed", "cancelled"]
+
+
+def _stopped(
+    verdict: StepVerdict, name: str, step: Step, channel: str, now: dt.datetime, effects: list[Effect]
+) -> tuple[Status, dt.datetime | None, str | None] | None:
+    """Where a checked send or task ends the run - held, cancelled, or handed to a person - with the
+    step noted in `effects`; None when it goes (or is skipped) and the run carries on."""
+    if verdict.effect == "hold" and verdict.until is not None and verdict.until > now:
+        effects.append(_noted("held", name, step, channel, verdict))
+        return "active", verdict.until, None
+    if verdict.effect == "stop":
+        effects.append(_noted("cancelled", name, step, channel, verdict))
+        return "cancelled", None, verdict.outcome
+    if verdict.effect == "person":
+        reason = "; ".join(o.detail for o in verdict.outcomes if o.effect == "human")
+        effects.append(Effect("task", "handover", "callcentre", queue=HANDOVER_QUEUE, note=reason))
+        return "completed", None, "handed_to_person"
+    return None
 
 
 def _noted(kind: EffectKind, name: str, step: Step, channel: str, verdict: StepVerdict) -> Effect:

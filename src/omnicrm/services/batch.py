@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,10 +15,12 @@ from omnicrm.domain.decision import Decision
 from omnicrm.domain.facts import Contact, CustomerFacts, EventFacts, InstanceFacts
 from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
 from omnicrm.domain.router import HANDOVER_QUEUE, Advance, Effect, run
-from omnicrm.domain.rules import RuleOutcome, StepVerdict, cap_state, step_verdict
-from omnicrm.domain.scenarios import PURPOSE_RANK, Library, Scenario, Step
+from omnicrm.domain.rules import StepVerdict, step_verdict
+from omnicrm.domain.scenarios import Library, Scenario, Step
+from omnicrm.services import priority
 from omnicrm.services.facts import CONTACT_MEMORY_DAYS, load_facts
 from omnicrm.services.identity import new_customer_id as new_instance_id
+from omnicrm.services.priority import Queued, capped
 from omnicrm.services.report import Report
 from omnicrm.store import conversations
 
@@ -29,30 +30,6 @@ log = logging.getLogger(__name__)
 STATUS_REPORTS = frozenset({"delivered"})
 # A step held, skipped or cancelled is stored as a decision about that step, with these actions.
 STEP_ACTIONS = {"held": "hold", "skipped": "skip", "cancelled": "cancel"}
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """A message or task of a running conversation, queued and not yet handed to a channel."""
-
-    key: str  # its idempotency key: `{instance}:{cause}:{step}`
-    instance_id: str
-    channel: str
-    purpose: str
-    at: datetime
-
-    @property
-    def contact(self) -> Contact:
-        return (self.channel, self.purpose, self.at)
-
-    @property
-    def step(self) -> str:
-        return self.key.rsplit(":", 1)[1]
-
-
-def capped(outcomes: tuple[RuleOutcome, ...]) -> bool:
-    """Whether a frequency cap is what holds a contact back."""
-    return any(o.rule == "frequency_cap" and o.effect == "delay" for o in outcomes)
 
 
 class Batch:
@@ -201,7 +178,7 @@ class Batch:
         )
         if why is not None:
             self.withdrawn[row["id"]] = why[:300]
-            self._withdraw(customer.id, self.withdrawable.pop(row["id"], []))
+            self.withdraw_contacts(customer.id, self.withdrawable.pop(row["id"], []))
         self.active.get(row["customer_id"], {}).pop(row["scenario_id"], None)
         self._remember(customer, row, status=status, goal=goal)
         self.report.completed += 1
@@ -275,7 +252,7 @@ class Batch:
 
             found = verdict()
             held = found.effect == "hold" and capped(found.outcomes)
-            if held and self.make_room(customer.id, scenario, channel, cause, earlier):
+            if held and priority.make_room(self, customer.id, scenario, channel, cause, earlier):
                 found = verdict()
             return found
 
@@ -327,7 +304,7 @@ class Batch:
         keys: list[str | None] = []
         for effect in effects:
             if not effect.contacts:
-                self._note_step(scenario, row, effect, cause)
+                self.note_step(scenario, row, effect, cause)
                 keys.append(None)
                 continue
             key = f"{row['id']}:{cause}:{effect.step}"
@@ -371,77 +348,7 @@ class Batch:
         )
         return keys
 
-    # --- scarce slots go by priority ------------------------------------------------------------------
-    def make_room(
-        self, customer_id: str, scenario: Scenario, channel: str, cause: str, earlier: tuple[str, ...] = ()
-    ) -> bool:
-        """A contact of `scenario` is held by a frequency cap: if messages of lower priority (service,
-        collections and retention go before commercial) hold the slots and are still queued, they give
-        them up - each is withdrawn, and its conversation goes back to that step to wait for a slot.
-        True when that frees a slot now. Only a message its conversation still waits on (the last one it
-        sent) gives up its slot, so the conversation simply sends it again later."""
-        policy, now, purpose = self.library.policy, self.now, scenario.purpose
-        rank = PURPOSE_RANK.get(purpose, 0)
-        live = {r["id"]: r for r in self.active.get(customer_id, {}).values()}
-        lower = [
-            q
-            for q in self.queued.get(customer_id, [])
-            if PURPOSE_RANK.get(q.purpose, 0) < rank
-            and q.instance_id in live
-            and (live[q.instance_id].get("awaiting") or []) == [q.key]
-        ]
-        if not lower:
-            return False
-        contacts = [*self.facts[customer_id].contacts, *((c, purpose, now) for c in earlier)]
-
-        def until() -> datetime | None:
-            return cap_state(tuple(contacts), policy, now, purpose, channel).until
-
-        chosen: list[Queued] = []
-        for q in sorted(lower, key=lambda q: (PURPOSE_RANK.get(q.purpose, 0), -q.at.timestamp())):
-            before = until()
-            if before is None:
-                break
-            if q.contact not in contacts:
-                continue
-            contacts.remove(q.contact)
-            after = until()
-            if after is not None and after >= before:
-                contacts.append(q.contact)  # it was not what held the slot
-                continue
-            chosen.append(q)
-        if not chosen or until() is not None:
-            return False
-        why = (
-            f"its slot went to {scenario.id} ({purpose}): "
-            "service, collections and retention go before commercial"
-        )
-        for q in chosen:
-            self._give_up_slot(customer_id, live[q.instance_id], q, why, cause)
-        return True
-
-    def _give_up_slot(self, customer_id: str, row: dict[str, Any], q: Queued, why: str, cause: str) -> None:
-        """`q` is withdrawn and its conversation waits at its step again (re-checked right away: the
-        caps then hold it, with their reason, until a slot frees)."""
-        fresh = next((m for m in self.messages if m["idempotency_key"] == q.key), None)
-        if fresh is not None:
-            fresh.update(status=WITHDRAWN, status_reason=why[:300], status_at=self.now)
-        else:
-            self.yielded[q.key] = why
-        self.queued[customer_id].remove(q)
-        if q.contact in self.withdrawable.get(q.instance_id, []):
-            self.withdrawable[q.instance_id].remove(q.contact)
-        self._withdraw(customer_id, [q.contact])
-        self.save(row, step=q.step, due_at=self.now, awaiting=None)
-        scenario = self.library.get(row["scenario_id"], row["scenario_version"])
-        if scenario is not None:
-            rule = RuleOutcome("priority", "delay", why, self.now)
-            self._note_step(
-                scenario, row, Effect("held", q.step, q.channel, rules=(rule,), until=self.now), cause
-            )
-        self.report.yielded += 1
-
-    def _note_step(self, scenario: Scenario, row: dict[str, Any], effect: Effect, cause: str) -> None:
+    def note_step(self, scenario: Scenario, row: dict[str, Any], effect: Effect, cause: str) -> None:
         """A step held, skipped or cancelled, stored as a decision about that step with its rules."""
         if effect.kind == "skipped":
             self.report.skipped += 1
@@ -468,7 +375,7 @@ class Batch:
             }
         )
 
-    def _withdraw(self, customer_id: str, withdrawn: list[Contact]) -> None:
+    def withdraw_contacts(self, customer_id: str, withdrawn: list[Contact]) -> None:
         """Forget contacts that will never be made (one counted contact per withdrawn message)."""
         if not withdrawn:
             return

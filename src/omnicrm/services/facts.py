@@ -123,18 +123,10 @@ def load_facts(
         conn, live, since, until=until, before=before
     ):
         recent[cid].append(EventFacts(event_id, kind, at, channel, attributes))
-    declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for cid, _, _, at, _, attributes in conversations.event_tuples(
-        conn, live, now - DECLINE_MEMORY, (DECLINED,), until=until, before=before
-    ):
-        remember_latest(declines[cid], attributes, at)
-    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
-    if policy.acquisition_cooling_off_days:
-        taken_since = now - timedelta(days=policy.acquisition_cooling_off_days)
-        for cid, _, _, at, _, attributes in conversations.event_tuples(
-            conn, live, taken_since, ACQUISITIONS, until=until, before=before
-        ):
-            remember_latest(acquired[cid], attributes, at)
+    window = (until, before)
+    declines = _latest_by_class(conn, live, now - DECLINE_MEMORY, (DECLINED,), window)
+    days = policy.acquisition_cooling_off_days
+    acquired = _latest_by_class(conn, live, now - timedelta(days=days), ACQUISITIONS, window) if days else {}
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for cid, channel, purpose, at in conversations.contact_tuples(
         conn, live, now - timedelta(days=CONTACT_MEMORY_DAYS), until=until
@@ -149,8 +141,8 @@ def load_facts(
             tags[row[0]],
             ledger[row[0]],
             held[row[0]],
-            declines[row[0]],
-            acquired[row[0]],
+            declines.get(row[0], {}),
+            acquired.get(row[0], {}),
             recent[row[0]],
             contacts[row[0]],
             runs[row[0]],
@@ -158,6 +150,23 @@ def load_facts(
         )
         for row in people
     }
+
+
+def _latest_by_class(
+    conn: Connection,
+    ids: list[str],
+    since: datetime,
+    types: tuple[str, ...],
+    window: tuple[datetime | None, int | None],
+) -> dict[str, dict[str, datetime]]:
+    """customer -> product class -> the latest of these events since `since` (declines, acquisitions)."""
+    until, before = window
+    latest: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for cid, _, _, at, _, attributes in conversations.event_tuples(
+        conn, ids, since, types, until=until, before=before
+    ):
+        remember_latest(latest[cid], attributes, at)
+    return latest
 
 
 def remember_latest(latest: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:

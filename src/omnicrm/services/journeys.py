@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError
@@ -343,72 +344,52 @@ class _Run:
         self._read_back(moment)
 
     def _read_back(self, moment: datetime) -> None:
-        found: list[Step] = []
+        """What the round at `moment` did, in the order a reader follows it."""
         with self.engine.connect() as conn:
-            for d in conn.execute(
-                select(decisions).where(decisions.c.id > self._seen["decisions"]).order_by(decisions.c.id)
-            ):
-                row = dict(d._mapping)
-                self._seen["decisions"] = row["id"]
-                found.append(_decision_step(row, moment))
-            for m in conn.execute(select(outbox).order_by(outbox.c.id)):
-                row = dict(m._mapping)
-                if row["id"] > self._seen["outbox"]:
-                    self._seen["outbox"] = row["id"]
-                    kind = "send" if row["kind"] == "message" else "task"
-                    what = (
-                        row["template"]
-                        or f"queue {row['payload'].get('queue')}: {row['payload'].get('note')}"
-                    )
-                    found.append(Step(moment, kind, _sid(row), row["payload"]["step"], row["channel"], what))
-                if row["status"] == "withdrawn" and row["id"] not in self._withdrawn:
-                    self._withdrawn.add(row["id"])
-                    found.append(
-                        Step(
-                            moment,
-                            "withdrawn",
-                            _sid(row),
-                            row["payload"]["step"],
-                            row["channel"],
-                            row["status_reason"] or "",
-                        )
-                    )
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(select(instances).order_by(instances.c.started_at, instances.c.id))
+            found = [
+                *self._decided(conn, moment),
+                *self._queued(conn, moment),
+                *self._moved(conn, moment),
             ]
-        for row in rows:
+        found.sort(key=lambda s: _KIND_ORDER[s.kind])
+        self.trace.extend(found)
+
+    def _decided(self, conn: Connection, moment: datetime) -> Iterator[Step]:
+        """New decisions: first decisions, and steps held, skipped or cancelled."""
+        query = select(decisions).where(decisions.c.id > self._seen["decisions"]).order_by(decisions.c.id)
+        for d in conn.execute(query):
+            row = dict(d._mapping)
+            self._seen["decisions"] = row["id"]
+            yield _decision_step(row, moment)
+
+    def _queued(self, conn: Connection, moment: datetime) -> Iterator[Step]:
+        """Messages and tasks queued since the last round, and those withdrawn."""
+        for m in conn.execute(select(outbox).order_by(outbox.c.id)):
+            row = dict(m._mapping)
+            where = (_sid(row), row["payload"]["step"], row["channel"])
+            if row["id"] > self._seen["outbox"]:
+                self._seen["outbox"] = row["id"]
+                kind = "send" if row["kind"] == "message" else "task"
+                task = f"queue {row['payload'].get('queue')}: {row['payload'].get('note')}"
+                yield Step(moment, kind, *where, row["template"] or task)
+            if row["status"] == "withdrawn" and row["id"] not in self._withdrawn:
+                self._withdrawn.add(row["id"])
+                yield Step(moment, "withdrawn", *where, row["status_reason"] or "")
+
+    def _moved(self, conn: Connection, moment: datetime) -> Iterator[Step]:
+        """Conversations that came to a wait, or ended, since the last round."""
+        for r in conn.execute(select(instances).order_by(instances.c.started_at, instances.c.id)):
+            row = dict(r._mapping)
             state = (row["step"], row["status"], row["due_at"])
             if self._states.get(row["id"]) == state:
                 continue
             self._states[row["id"]] = state
             scenario = self.library.get(row["scenario_id"], row["scenario_version"])
+            where = (row["scenario_id"], row["step"])
             if row["status"] != "active":
-                found.append(
-                    Step(
-                        moment,
-                        "end",
-                        row["scenario_id"],
-                        row["step"],
-                        detail=f"{row['status']}: {row['outcome']}",
-                    )
-                )
-            elif (
-                scenario is not None
-                and scenario.steps[row["step"]].kind == "wait"
-                and row["due_at"] is not None
-            ):
-                found.append(
-                    Step(
-                        moment,
-                        "wait",
-                        row["scenario_id"],
-                        row["step"],
-                        detail=f"until {row['due_at']:%Y-%m-%d %H:%M} UTC",
-                    )
-                )
-        found.sort(key=lambda s: _KIND_ORDER[s.kind])
-        self.trace.extend(found)
+                yield Step(moment, "end", *where, detail=f"{row['status']}: {row['outcome']}")
+            elif scenario is not None and scenario.steps[row["step"]].kind == "wait" and row["due_at"]:
+                yield Step(moment, "wait", *where, detail=f"until {row['due_at']:%Y-%m-%d %H:%M} UTC")
 
 
 def _sid(message: dict[str, Any]) -> str:

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
 from omnicrm.domain.facts import EventFacts
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.batch import Batch, capped
+from omnicrm.services.batch import Batch
 from omnicrm.services.facts import event_facts, forget_stored, learn, live_customers
+from omnicrm.services.priority import capped, make_room
 from omnicrm.services.relevance import REACTION, by_trigger, involved
 from omnicrm.services.report import Report
 from omnicrm.store import conversations
@@ -107,12 +108,12 @@ def handle_events(
 
 def _with_room(work: Batch, decision: Decision, event: EventFacts, contexts: dict[str, Any]) -> Decision:
     """A contact of service, collections or retention held back by a frequency cap takes the slot of a
-    queued commercial message (Batch.make_room), and is decided again with the slot free."""
+    queued commercial message (priority.make_room), and is decided again with the slot free."""
     if decision.action != "delay" or not capped(decision.rules) or decision.channel is None:
         return decision
     scenario = work.library.get(decision.scenario_id, decision.scenario_version)
-    if scenario is None or not work.make_room(
-        decision.customer_id, scenario, decision.channel, event.event_id
+    if scenario is None or not make_room(
+        work, decision.customer_id, scenario, decision.channel, event.event_id
     ):
         return decision
     customer = work.facts[decision.customer_id]
