@@ -9,14 +9,17 @@ Under concurrency (PostgreSQL; on SQLite a writer's transaction is the only one)
   attaching rows to them and holds off the next, and reads them again after the lock;
 - a writer that attaches rows to a profile (a PATCH, a consent, an identifier) holds the live
   profile behind its id with FOR KEY SHARE (`hold_live`): a merge waits for it, and a profile merged
-  away meanwhile is followed to its survivor before anything is written.
+  away meanwhile is followed to its survivor before anything is written;
+- the intake (services/ingest.py) holds every profile a batch of events refers to in one statement
+  (`hold_batch`); a batch that will merge profiles queues with the merges first (`queue_merge`) and
+  locks the profiles it merges FOR UPDATE, as `merge_all` does.
 
 Lock order everywhere: conversation counters, then profiles by id, then the audit head.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +68,49 @@ def _one_merge_at_a_time(conn: Connection) -> None:
             continue
         savepoint.commit()
         return
+
+
+def queue_merge(conn: Connection) -> None:
+    """Queue behind the merges, unmerges and decision batches being written, until this transaction
+    ends: what a writer that will merge profiles does before it locks any (lock order)."""
+    _one_merge_at_a_time(conn)
+
+
+def hold_batch(
+    conn: Connection, customer_ids: Collection[str], *, to_merge: Collection[str] = ()
+) -> dict[str, str]:
+    """`hold_live` for many ids at once, in one statement when it can: every id is locked (FOR KEY
+    SHARE; those in `to_merge` FOR UPDATE, in a statement before, the caller having queued with
+    `queue_merge`) and, after the lock, whom each is merged into is read. An id whose chain of
+    merges ends, within the ids locked, at a live profile ends there (each link is held: none can
+    be merged or unmerged until the transaction ends); the others (a profile merged away into one
+    not asked for, even while we waited) go through `hold_live`. Unknown ids are left out.
+
+    Pass the profiles the ids were found merged into as well (the owners of identifiers beside their
+    origins, a customer id beside its root): then a batch needs one statement."""
+    if conn.dialect.name == "sqlite":
+        return profiles.root_of(conn, customer_ids)  # the only writer: nothing can move under it
+    wanted = set(customer_ids)
+    exclusive = set(to_merge) & wanted
+    merged, found = merging.hold_profiles(conn, exclusive, exclusive=True) if exclusive else ({}, 0)
+    more, found_more = merging.hold_profiles(conn, wanted - exclusive, exclusive=False)
+    merged.update(more)
+    if found + found_more < len(wanted):  # some are no profile at all: find out which the slow way
+        return hold_live(conn, wanted)
+    roots = {cid: cid for cid in wanted if cid not in merged}
+    astray: list[str] = []
+    for cid, current in merged.items():
+        for _ in range(len(merged)):
+            if current not in merged:
+                break
+            current = merged[current]
+        if current in wanted and current not in merged:
+            roots[cid] = current
+        else:
+            astray.append(cid)
+    if astray:
+        roots.update(hold_live(conn, astray))
+    return roots
 
 
 def hold_live(conn: Connection, customer_ids: Iterable[str], *, exclusive: bool = False) -> dict[str, str]:

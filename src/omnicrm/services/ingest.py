@@ -6,6 +6,7 @@ All-or-nothing: `prepare` finds every problem of every item before anything is w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,11 +17,11 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue, EventType, ProductEffect
-from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
+from omnicrm.domain.errors import CardNumberRefused, Conflict, InvalidInput, ItemError
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.vocabulary import CLIENT_STATES
-from omnicrm.services import opt_out
+from omnicrm.services import identity, opt_out
 from omnicrm.services.contracts import EventIn
 from omnicrm.services.identity import merge_pair, new_customer_id
 from omnicrm.store import profiles, timeline
@@ -30,8 +31,13 @@ Pair = tuple[str, str]
 EVENT_KINDS = frozenset({"behavioural", "operational", "reaction"})
 INTERACTION_KINDS = frozenset({"interaction"})
 _COMPLAINT_DELTA = {"crm.complaint.registered": 1, "crm.complaint.resolved": -1}
-_UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
-_ATTEMPTS = 4
+# PostgreSQL's SQLSTATEs after which `store` runs a transaction again: a unique key another
+# transaction wrote first, or a transaction undone to break a lock cycle or a serialisation conflict.
+_UNIQUE_VIOLATION = "23505"
+_TRANSIENT = {"40P01": "deadlock", "40001": "serialisation failure"}
+_ATTEMPTS = 5
+_HOLD_ATTEMPTS = 5
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,32 +159,81 @@ def prepare(
 
 
 class _Resolver:
-    """Resolves each event to a customer: known identifier, new prospect, or a merge of several."""
+    """Resolves each event to a customer: known identifier, new prospect, or a merge of several.
+
+    Every event of the batch is resolved up front, on what the look-ups read. On PostgreSQL the
+    profiles they name are then held until the transaction ends (`identity.hold_batch`: FOR KEY
+    SHARE, one statement), so that no merge moves them before the events are stored; a batch that
+    will merge profiles first queues with the merges (`identity.queue_merge`) and locks the
+    profiles it merges FOR UPDATE - the merges' own lock order: conversation counters, profiles,
+    audit head. If a merge or an unmerge committed between the look-ups and the lock, the batch is
+    resolved again on the live profiles held. On SQLite the writer's transaction is the only one
+    (the write gate): nothing can move under it, and nothing more is asked of the database."""
 
     def __init__(self, conn: Connection, items: list[Prepared], now: datetime) -> None:
         self.conn, self.now = conn, now
-        self.owners = profiles.owners_of(conn, (p for item in items for p in item.pairs))
+        pairs = list(dict.fromkeys(p for item in items for p in item.pairs))
+        owners = profiles.owners_of(conn, pairs)
         given = {item.customer_id for item in items if item.customer_id}
-        self.roots = profiles.root_of(conn, given)
-        missing = sorted(given - set(self.roots))
-        if missing:
-            errors = [
-                ItemError(i, "customer_id", "no such customer")
-                for i, it in enumerate(items)
-                if it.customer_id in missing
-            ]
-            raise InvalidInput(f"unknown customer ids: {', '.join(missing[:5])}; nothing was written", errors)
+        roots = profiles.root_of(conn, given)
+        _refuse_unknown(items, given, roots)
+        self._resolve_all(items, owners, roots)
+        if conn.dialect.name != "sqlite":
+            self._hold(items, pairs, owners, roots)
+
+    def _resolve_all(
+        self, items: list[Prepared], owners: dict[Pair, tuple[str, str]], roots: dict[str, str]
+    ) -> None:
+        self.owners, self.roots = owners, roots
         self.alias: dict[str, str] = {}
         self.new_customers: list[dict[str, Any]] = []
         self.new_identifiers: dict[Pair, tuple[str, str]] = {}
         self.merges: list[tuple[str, str]] = []
+        self._resolved = {id(item): self._resolve(item) for item in items}
+
+    def _hold(
+        self,
+        items: list[Prepared],
+        pairs: list[Pair],
+        owners: dict[Pair, tuple[str, str]],
+        roots: dict[str, str],
+    ) -> None:
+        """Hold the live profiles of the batch (see the class); resolve it again if they moved."""
+        merging = {cid for pair in self.merges for cid in pair}
+        if merging:
+            identity.queue_merge(self.conn)
+        held_owners = owners
+        for _ in range(_HOLD_ATTEMPTS):
+            wanted = (
+                {cid for found in held_owners.values() for cid in found} | set(roots) | set(roots.values())
+            )
+            live = identity.hold_batch(self.conn, wanted, to_merge=merging)
+            # An identifier belongs to the profile its origin ends in; if that is not where its owner
+            # ends, an unmerge gave it back meanwhile: read the owners again (now held still).
+            if all(live.get(origin) == live.get(cid) for cid, origin in held_owners.values()):
+                break
+            again = profiles.owners_of(self.conn, pairs)
+            if again == held_owners:
+                break
+            held_owners = again
+        else:
+            raise Conflict("the profiles of these events kept being merged and unmerged; try again")
+        held_owners = {pair: (live.get(cid, cid), origin) for pair, (cid, origin) in held_owners.items()}
+        held_roots = {cid: live[cid] for cid in roots if cid in live}
+        if held_owners != owners or held_roots != roots:
+            _refuse_unknown(items, set(roots), held_roots)
+            self._resolve_all(items, held_owners, held_roots)
+
+    def resolve(self, item: Prepared) -> tuple[str, str]:
+        """The (customer, origin) of an item of the batch given to the resolver."""
+        return self._resolved[id(item)]
 
     def find(self, cid: str) -> str:
         while cid in self.alias:
             cid = self.alias[cid]
         return cid
 
-    def resolve(self, item: Prepared) -> tuple[str, str]:
+    def _resolve(self, item: Prepared) -> tuple[str, str]:
         # `origin` is the profile the sender meant (first identifier's origin, else the id it gave):
         # what unmerge gives back. Identifiers and products learnt from this event share it.
         found: list[str] = []
@@ -258,6 +313,17 @@ class _Resolver:
         return live
 
 
+def _refuse_unknown(items: list[Prepared], given: set[str], roots: dict[str, str]) -> None:
+    missing = sorted(given - set(roots))
+    if missing:
+        errors = [
+            ItemError(i, "customer_id", "no such customer")
+            for i, it in enumerate(items)
+            if it.customer_id in missing
+        ]
+        raise InvalidInput(f"unknown customer ids: {', '.join(missing[:5])}; nothing was written", errors)
+
+
 def _final(cid: str, live: dict[str, str]) -> str:
     while cid in live:
         cid = live[cid]
@@ -320,8 +386,12 @@ def store(
     not stored yet; the one that writes second then fails on the unique key once the first commits.
     It lost a race, nothing is wrong with it: the whole transaction is run again and now finds the
     other's rows, so the event is answered as a duplicate (never a second `accepted`, never a 500)
-    and the identifier is known. SQLite queues writers at its write gate: no race there. Any
-    other error goes to the caller as it is."""
+    and the identifier is known. Likewise a transaction PostgreSQL undid to break a lock cycle
+    (deadlock_detected, 40P01: the intake locks its profiles in the merges' order, but a batch of
+    several actors, or a product or complaint update, may still meet another writer the other way
+    round) or could not serialise (40001) wrote nothing and is run again - at most `_ATTEMPTS` times
+    in all, each repeat logged. SQLite queues writers at its write gate: none of this happens there.
+    Any other error goes to the caller as it is."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with uow() as work:
@@ -329,16 +399,28 @@ def store(
                 work.commit()
             return results
         except Exception as exc:
-            if attempt == _ATTEMPTS or not _lost_race(exc):
+            state = _sqlstate(exc)
+            if attempt == _ATTEMPTS or (state != _UNIQUE_VIOLATION and state not in _TRANSIENT):
                 raise
+            if state in _TRANSIENT:
+                log.warning(
+                    "intake: the database undid a transaction of %d events (%s, SQLSTATE %s); "
+                    "running it again (attempt %d of %d)",
+                    sum(len(items) for _, items in batches),
+                    _TRANSIENT[state],
+                    state,
+                    attempt + 1,
+                    _ATTEMPTS,
+                )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _lost_race(exc: BaseException) -> bool:
-    """A unique key another transaction committed first (psycopg's error arrives unwrapped from
-    the COPY of the events, wrapped by SQLAlchemy from the other statements)."""
+def _sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of an error (psycopg's arrives unwrapped from the COPY of the events,
+    wrapped by SQLAlchemy from the other statements); None for any other error."""
     cause = getattr(exc, "orig", None) or exc
-    return getattr(cause, "sqlstate", None) == _UNIQUE_VIOLATION
+    state = getattr(cause, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 def _apply_effects(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.partitions import SLOTS
@@ -121,3 +122,36 @@ def lock_conversation_counters(conn: Connection) -> None:
         .order_by(offsets.c.consumer)
         .with_for_update()
     ).all()
+
+
+# The profiles a batch of events refers to, locked in one statement built once, the ids bound as one
+# array (PostgreSQL only: SQLite has no row locks, and its writer is the only one). Only the
+# profiles merged away come back, and how many were locked: a batch's hundreds of live profiles
+# cost the database their locks, not the client their rows.
+_HELD = (
+    "WITH held AS (SELECT id, merged_into FROM customers WHERE id = ANY(CAST(:ids AS varchar[])) "
+    "ORDER BY id FOR {}) "
+    "SELECT id, merged_into FROM held WHERE merged_into IS NOT NULL "
+    "UNION ALL SELECT NULL, CAST(count(*) AS varchar) FROM held"
+)
+_HOLD = {False: text(_HELD.format("KEY SHARE")), True: text(_HELD.format("UPDATE"))}
+
+
+def hold_profiles(
+    conn: Connection, customer_ids: Iterable[str], *, exclusive: bool
+) -> tuple[dict[str, str], int]:
+    """Lock these profiles until the transaction ends, in id order, as `profiles.lock_customers`
+    does (FOR UPDATE if `exclusive`, else FOR KEY SHARE), for the intake's batches of hundreds:
+    returns whom each of those merged away is merged into (read after the lock; the others are
+    live), and how many of the ids are profiles at all."""
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return {}, 0
+    merged: dict[str, str] = {}
+    found = 0
+    for cid, merged_into in conn.execute(_HOLD[exclusive], {"ids": wanted}):
+        if cid is None:
+            found = int(merged_into)
+        else:
+            merged[cid] = merged_into
+    return merged, found

@@ -25,7 +25,9 @@ _MOVE = (
 _COUNTERS = select(offsets.c.consumer, offsets.c.last_event_pk).where(
     offsets.c.consumer.in_(bindparam("names", expanding=True))
 )
-_COUNTERS_LOCKED = _COUNTERS.with_for_update()
+# Locked in name order: two writers that lock several counters (a decision batch its slots, a merge
+# every slot) never hold one each that the other waits for.
+_COUNTERS_LOCKED = _COUNTERS.order_by(offsets.c.consumer).with_for_update()
 
 
 def read_offset(conn: Connection, consumer: str, now: datetime, *, create: bool = True) -> int | None:
@@ -81,13 +83,15 @@ def versions(conn: Connection, slots: Iterable[int], *, lock: bool = False) -> t
 def touch_conversations(
     conn: Connection, customer_ids: Iterable[str] | None, now: datetime | None = None
 ) -> None:
-    """Move the counters of these customers' slots (None: of every slot)."""
+    """Move the counters of these customers' slots (None: of every slot). They are locked in name
+    order first (see `versions`), not in the order the update would find them."""
     slots = range(SLOTS) if customer_ids is None else sorted({slot_of(c) for c in customer_ids})
     names = [f"{VERSION}{s}" for s in slots]
     if not names:
         return
     at = now or datetime.now(UTC)
-    existing = set(conn.execute(select(offsets.c.consumer).where(offsets.c.consumer.in_(names))).scalars())
+    found = select(offsets.c.consumer).where(offsets.c.consumer.in_(names))
+    existing = set(conn.execute(found.order_by(offsets.c.consumer).with_for_update()).scalars())
     if existing:
         conn.execute(
             update(offsets)

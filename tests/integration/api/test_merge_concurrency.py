@@ -391,3 +391,109 @@ def test_merges_by_shared_identifiers_at_the_same_time_as_operator_merges_lose_n
     _assert_nothing_on_merged_profiles(container, expected)
     assert [r for r in results if r[0] not in (200, 201, 409)] == []
     assert len(set(_roots(container).values()) & set(people)) < 6  # some merges happened
+
+
+def _storm_event(tag: str, n: int, **fields: Any) -> Json:
+    return {
+        "event_id": f"storm-{tag}-{n}",
+        "type": "tariff_page.visited",
+        "occurred_at": "2026-10-05T10:00:00Z",
+        "source": "web",
+        "attributes": {"product_class": "card", "page": "/cards"},
+        **fields,
+    }
+
+
+Call = tuple[str, Callable[[], Any]]
+
+
+def _event_storm_calls(
+    client: TestClient, admin: Headers, tag: str, people: list[str], rnd: random.Random, size: int
+) -> tuple[list[Call], set[str]]:
+    """`size` requests: operator merges of these people (and a few unmerges), and events whose
+    identifiers (or customer ids) are theirs - one each (with a new identifier learnt from it), one
+    naming a profile by id, two people's identifiers in one event (a merge by the event itself), an
+    unsubscribe (a consent row written by the intake), `:batch` requests of a few of them. Returns
+    the calls (with their kind) and the event ids they send."""
+    calls: list[Call] = []
+    sent: set[str] = set()
+
+    def event(body: Json) -> Call:
+        sent.add(body["event_id"])
+        return "event", lambda: client.post("/v1/events", json=body, headers=admin)
+
+    for n in range(size):
+        i, j = rnd.sample(range(len(people)), 2)
+        step = n % 6
+        if step == 3 and n % 12 == 9:
+            url = f"/v1/customers/{people[i]}/unmerge"
+            calls.append(("unmerge", lambda url=url: client.post(url, headers=admin)))
+        elif step in (0, 3):
+            other = {"other_id": people[j]}
+            url = f"/v1/customers/{people[i]}/merge"
+            calls.append(("merge", lambda url=url, other=other: client.post(url, json=other, headers=admin)))
+        elif step == 1:
+            ids = {"cookie_id": f"ck-{tag}-{i}", "device_id": f"dev-{tag}-{n}"}
+            calls.append(event(_storm_event(tag, n, identifiers=ids)))
+        elif step == 2:
+            calls.append(event(_storm_event(tag, n, customer_id=people[i])))
+        elif step == 4 and n % 12 == 4:
+            ids = {"cookie_id": f"ck-{tag}-{i}", "cbs_id": f"CBS-{tag}-{j}"}
+            calls.append(event(_storm_event(tag, n, identifiers=ids)))
+        elif step == 4:
+            stop = _storm_event(
+                tag,
+                n,
+                type="message.reaction",
+                channel="email",
+                identifiers={"cbs_id": f"CBS-{tag}-{i}"},
+                attributes={"message_id": f"M-{tag}-{n}", "reaction": "unsubscribed"},
+            )
+            calls.append(event(stop))
+        else:
+            items = [
+                _storm_event(tag, n * 100 + k, identifiers={"cbs_id": f"CBS-{tag}-{who}"})
+                for k, who in enumerate(rnd.sample(range(len(people)), 3))
+            ]
+            sent.update(item["event_id"] for item in items)
+            body = {"items": items}
+            calls.append(
+                ("batch", lambda body=body: client.post("/v1/events:batch", json=body, headers=admin))
+            )
+    return calls, sent
+
+
+def test_events_for_profiles_being_merged_land_on_live_profiles(
+    container: Container, client: TestClient, admin: Headers
+) -> None:
+    """Events whose identifiers (or customer ids) belong to profiles that operators merge (or unmerge)
+    at the same moment: every event is stored, once, and it - with every identifier and consent the
+    intake learnt from it - ends on the live profile its person lives in, never on a merged-away one
+    nor on the survivor of a merge undone meanwhile; no request fails (a merge may be 409: one of its
+    profiles was merged away first; an unmerge: the profile was not merged). Three rounds of 60
+    requests on fresh people: the race needs a merge to commit between the intake's look-up of an
+    identifier and its insert."""
+    expected: set[str] = set()
+
+    def run(call: Call) -> tuple[str, int, str]:
+        kind, send = call
+        try:
+            response = send()
+        except Exception as exc:  # the test client re-raises a server error: keep going, report it
+            return kind, 500, repr(exc)
+        return kind, response.status_code, response.text
+
+    for round_ in range(3):
+        tag = f"{uuid.uuid4().hex[:6]}{round_}"
+        people = [_person(client, admin, f"{tag}-{i}", events_each=1) for i in range(8)]
+        calls, sent = _event_storm_calls(client, admin, tag, people, random.Random(round_), 60)
+        expected |= {f"ev-{tag}-{i}-0" for i in range(8)} | sent
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(run, calls))
+
+        failed = [
+            r for r in results if r[1] not in ({200, 201} if r[0] in ("event", "batch") else {200, 409})
+        ]
+        assert failed == [], f"round {round_}: {failed[:3]}"
+        _assert_nothing_on_merged_profiles(container, expected)
