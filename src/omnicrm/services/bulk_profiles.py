@@ -164,8 +164,8 @@ def _one(
 ) -> tuple[str, bool]:
     """Stage a new profile, or flush and go through the ordinary upsert when anything is known."""
     contracts = _contracts(item)
-    clash = any(p in known or p in pending.owners for p in item.pairs) or bool(
-        contracts & (held | pending.contracts)
+    clash = any(p in known or p in pending.owners for p in item.pairs) or any(
+        c in held or c in pending.contracts for c in contracts
     )
     if clash or any(r not in known and r not in pending.owners for r in item.related):
         pending.flush(conn)
