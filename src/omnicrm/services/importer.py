@@ -21,7 +21,6 @@ from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
 
 Progress = Callable[[int], None]
-CHUNK = 1000
 
 
 @dataclass(slots=True)
