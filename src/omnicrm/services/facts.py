@@ -123,10 +123,7 @@ def load_facts(
         conn, live, since, until=until, before=before
     ):
         recent[cid].append(EventFacts(event_id, kind, at, channel, attributes))
-    window = (until, before)
-    declines = _latest_by_class(conn, live, now - DECLINE_MEMORY, (DECLINED,), window)
-    days = policy.acquisition_cooling_off_days
-    acquired = _latest_by_class(conn, live, now - timedelta(days=days), ACQUISITIONS, window) if days else {}
+    declines, acquired = _latest_by_class(conn, live, now, policy, (until, before))
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for cid, channel, purpose, at in conversations.contact_tuples(
         conn, live, now - timedelta(days=CONTACT_MEMORY_DAYS), until=until
@@ -155,18 +152,26 @@ def load_facts(
 def _latest_by_class(
     conn: Connection,
     ids: list[str],
-    since: datetime,
-    types: tuple[str, ...],
+    now: datetime,
+    policy: Policy,
     window: tuple[datetime | None, int | None],
-) -> dict[str, dict[str, datetime]]:
-    """customer -> product class -> the latest of these events since `since` (declines, acquisitions)."""
+) -> tuple[dict[str, dict[str, datetime]], dict[str, dict[str, datetime]]]:
+    """customer -> product class -> the latest decline (a year back) and the latest acquisition (the
+    policy's acquisition cooling-off back), read in one look-up: what the two cooling-offs read."""
     until, before = window
-    latest: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for cid, _, _, at, _, attributes in conversations.event_tuples(
-        conn, ids, since, types, until=until, before=before
+    taken_since = now - timedelta(days=policy.acquisition_cooling_off_days)
+    types = (DECLINED, *ACQUISITIONS) if policy.acquisition_cooling_off_days else (DECLINED,)
+    declines: dict[str, dict[str, datetime]] = defaultdict(dict)
+    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for cid, _, kind, at, _, attributes in conversations.event_tuples(
+        conn, ids, min(now - DECLINE_MEMORY, taken_since), types, until=until, before=before
     ):
-        remember_latest(latest[cid], attributes, at)
-    return latest
+        if kind == DECLINED:
+            if at >= now - DECLINE_MEMORY:
+                remember_latest(declines[cid], attributes, at)
+        elif at >= taken_since:
+            remember_latest(acquired[cid], attributes, at)
+    return declines, acquired
 
 
 def remember_latest(latest: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
