@@ -51,6 +51,6 @@ class Policy(_Strict):
     score_weights: ScoreWeights
     interest_window_days: int = Field(default=14, ge=1, le=365)
     exempt_from_caps: list[str] = Field(default_factory=lambda: ["service"])
-    # after a client takes a product (product.opened, crm.upsell.succeeded), no commercial scenario of
-    # that product class starts or sends for this many days (0: no such cooling-off)
+    # after a client opens a product (its `opened_at`), no commercial scenario of that product class
+    # starts or sends for this many days (0: no such cooling-off)
     acquisition_cooling_off_days: int = Field(default=90, ge=0, le=3650)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,9 +18,10 @@ from omnicrm.store.tables import consents, customers, products, segments
 
 DECLINE_MEMORY = timedelta(days=365)
 DECLINED = "crm.offer.declined"
-# a client took a product of the class named by `product_class` (the acquisition cooling-off)
-ACQUISITIONS = ("product.opened", "crm.upsell.succeeded")
 CONTACT_MEMORY_DAYS = 7  # the longest cap window (per week)
+# a product in these states with a recent `opened_at` was just taken (not one first seen maturing, in
+# arrears or closed): the acquisition cooling-off
+TAKEN = frozenset({"active", "issued"})
 
 
 # Only the columns the engine reads, as plain tuples: no whole rows, no per-row dicts.
@@ -50,7 +51,7 @@ _LEDGER = (
     consents.c.source,
     consents.c.effective_at,
 )
-_PRODUCTS = (products.c.customer_id, products.c.product_class, products.c.state)
+_PRODUCTS = (products.c.customer_id, products.c.product_class, products.c.state, products.c.opened_at)
 
 
 _MERGED = (customers.c.id, customers.c.merged_into)
@@ -115,15 +116,26 @@ def load_facts(
     ):
         ledger[cid].append(ConsentEntry(channel, purpose, granted, basis, source, effective))
     held: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for cid, product_class, state in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
+    # product class -> when the person last took one, within the acquisition cooling-off
+    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
+    taken_since = (now - timedelta(days=policy.acquisition_cooling_off_days)).date()
+    for cid, product_class, state, opened in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
         held[cid].append((product_class, state))
+        taking = state in TAKEN and opened is not None and opened >= taken_since
+        if taking and policy.acquisition_cooling_off_days:
+            taken = datetime.combine(opened, time(), UTC)
+            acquired[cid][product_class] = max(acquired[cid].get(product_class, taken), taken)
     recent: dict[str, list[EventFacts]] = defaultdict(list)
     since = now - timedelta(days=policy.interest_window_days)
     for cid, event_id, kind, at, channel, attributes in conversations.event_tuples(
         conn, live, since, until=until, before=before
     ):
         recent[cid].append(EventFacts(event_id, kind, at, channel, attributes))
-    declines, acquired = _latest_by_class(conn, live, now, policy, (until, before))
+    declines: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for cid, _, _, at, _, attributes in conversations.event_tuples(
+        conn, live, now - DECLINE_MEMORY, (DECLINED,), until=until, before=before
+    ):
+        remember_decline(declines[cid], attributes, at)
     contacts: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
     for cid, channel, purpose, at in conversations.contact_tuples(
         conn, live, now - timedelta(days=CONTACT_MEMORY_DAYS), until=until
@@ -138,8 +150,8 @@ def load_facts(
             tags[row[0]],
             ledger[row[0]],
             held[row[0]],
-            declines.get(row[0], {}),
-            acquired.get(row[0], {}),
+            declines[row[0]],
+            acquired[row[0]],
             recent[row[0]],
             contacts[row[0]],
             runs[row[0]],
@@ -149,35 +161,10 @@ def load_facts(
     }
 
 
-def _latest_by_class(
-    conn: Connection,
-    ids: list[str],
-    now: datetime,
-    policy: Policy,
-    window: tuple[datetime | None, int | None],
-) -> tuple[dict[str, dict[str, datetime]], dict[str, dict[str, datetime]]]:
-    """customer -> product class -> the latest decline (a year back) and the latest acquisition (the
-    policy's acquisition cooling-off back), read in one look-up: what the two cooling-offs read."""
-    until, before = window
-    taken_since = now - timedelta(days=policy.acquisition_cooling_off_days)
-    types = (DECLINED, *ACQUISITIONS) if policy.acquisition_cooling_off_days else (DECLINED,)
-    declines: dict[str, dict[str, datetime]] = defaultdict(dict)
-    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for cid, _, kind, at, _, attributes in conversations.event_tuples(
-        conn, ids, min(now - DECLINE_MEMORY, taken_since), types, until=until, before=before
-    ):
-        if kind == DECLINED:
-            if at >= now - DECLINE_MEMORY:
-                remember_latest(declines[cid], attributes, at)
-        elif at >= taken_since:
-            remember_latest(acquired[cid], attributes, at)
-    return declines, acquired
-
-
-def remember_latest(latest: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
-    """Keep the latest time per product class (a decline, an acquisition: what cooling-offs read)."""
+def remember_decline(declines: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
+    """Keep the latest decline per product class (what the cooling-off rule reads)."""
     product_class = str(attributes.get("product_class", ""))
-    latest[product_class] = max(latest.get(product_class, at), at)
+    declines[product_class] = max(declines.get(product_class, at), at)
 
 
 def _customer(
@@ -231,24 +218,14 @@ def forget_stored(facts: dict[str, CustomerFacts], rows: list[dict[str, Any]]) -
             facts[customer_id] = stored.evolve(recent_events=kept)
 
 
-def learn(
-    customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime, policy: Policy
-) -> CustomerFacts:
+def learn(customer: CustomerFacts, event: EventFacts, remembered: datetime, now: datetime) -> CustomerFacts:
     """The facts once `event` is handled, as `load_facts` reads them from the history in the next
-    batch: the event among the recent ones if it is within the interest window, a decline or an
-    acquisition remembered for their cooling-offs. So a batch's size never changes what is decided."""
-    declines = acquired = None
+    batch: the event among the recent ones if it is within the interest window, a decline
+    remembered for the cooling-off. So a batch's size never changes what is decided."""
+    declines = None
     if event.type == DECLINED and event.occurred_at >= now - DECLINE_MEMORY:
         declines = dict(customer.declines)
-        remember_latest(declines, event.attributes, event.occurred_at)
-    days = policy.acquisition_cooling_off_days
-    if event.type in ACQUISITIONS and days and event.occurred_at >= now - timedelta(days=days):
-        acquired = dict(customer.acquired)
-        remember_latest(acquired, event.attributes, event.occurred_at)
+        remember_decline(declines, event.attributes, event.occurred_at)
     if event.occurred_at < remembered:
-        if declines is None and acquired is None:
-            return customer
-        return customer.evolve(declines=declines, acquired=acquired)
-    return customer.evolve(
-        recent_events=(*customer.recent_events, event), declines=declines, acquired=acquired
-    )
+        return customer if declines is None else customer.evolve(declines=declines)
+    return customer.evolve(recent_events=(*customer.recent_events, event), declines=declines)

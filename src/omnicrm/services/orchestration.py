@@ -80,7 +80,7 @@ def handle_events(
                 report.events += 1
             continue
         event = event_facts(row)
-        customer = facts[customer_id] = learn(known, event, remembered, now, policy)
+        customer = facts[customer_id] = learn(known, event, remembered, now)
         report.events += 1
         work.goals(customer, event)
         if event.type == REACTION:

@@ -229,6 +229,8 @@ class ConversationMachine(RuleBasedStateMachine):
         if not messages:
             return
         sent = messages[pick % len(messages)]
+        # an opt-out is a consent change: it never shares its instant with a decision (see `consent`)
+        self.now += timedelta(minutes=1)
         kind = {"type": "message.reaction", "attributes": {"message_id": sent["payload"]["message_id"]}}
         event = self._event(sent["customer_id"], kind, 0)
         event["attributes"] = {"message_id": sent["payload"]["message_id"], "reaction": reaction}
