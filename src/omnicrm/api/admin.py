@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import Field
 
 from omnicrm.api.deps import ContainerDep, current_principal, require
 from omnicrm.api.responses import FastJSON
@@ -35,7 +36,14 @@ class UserIn(Strict):
 
 class TokenIn(Strict):
     name: Label = "api"
-    ttl_days: int | None = None
+    ttl_days: int = Field(
+        default=auth.TOKEN_DAYS_DEFAULT,
+        ge=1,
+        le=auth.TOKEN_DAYS_MAX,
+        strict=True,
+        description=f"Days until the token expires: 1-{auth.TOKEN_DAYS_MAX}, "
+        f"{auth.TOKEN_DAYS_DEFAULT} when left out. A token never lives forever.",
+    )
 
 
 @router.get(
@@ -86,13 +94,43 @@ def create_user(body: UserIn, container: ContainerDep, who: Admin) -> dict[str, 
 
 @router.post("/v1/users/{username}/tokens", status_code=201, summary="Issue an API token (shown once)")
 def create_token(username: str, body: TokenIn, container: ContainerDep, who: Admin) -> dict[str, Any]:
-    ttl = timedelta(days=body.ttl_days) if body.ttl_days else None
+    ttl = timedelta(days=body.ttl_days)
     with container.uow() as uow:
         token = auth.issue_token(
             uow.conn, username=username, name=body.name, ttl=ttl, actor=who.username, now=datetime.now(UTC)
         )
         uow.commit()
     return {"token": token, "username": username}
+
+
+@router.get("/v1/users/{username}/tokens", summary="A user's API tokens (never the token or its hash)")
+def list_tokens(username: str, container: ContainerDep, who: Admin) -> dict[str, Any]:
+    with container.reader() as conn:
+        items = auth.list_tokens(conn, username)
+    return {"items": items}
+
+
+@router.delete(
+    "/v1/users/{username}/tokens/{token_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke an API token: refused at once by this process, by every process within "
+    "OMNICRM_TOKEN_CACHE_SECONDS",
+)
+def revoke_token(
+    username: str,
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    request: Request,
+    container: ContainerDep,
+    who: Admin,
+) -> Response:
+    with container.uow() as uow:
+        auth.revoke_token(
+            uow.conn, username=username, token_id=token_id, actor=who.username, now=datetime.now(UTC)
+        )
+        uow.commit()
+    request.app.state.token_cache.clear()  # the cache is keyed by raw token: forget them all
+    return Response(status_code=204)
 
 
 @router.get("/v1/audit", summary="The audit trail, newest first")

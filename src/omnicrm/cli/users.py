@@ -38,7 +38,18 @@ def add_user(
 
 
 @users_app.command("token")
-def issue_token(username: str, name: str = "cli", days: int | None = None) -> None:
+def issue_token(
+    username: str,
+    name: str = "cli",
+    days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=auth.TOKEN_DAYS_MAX,
+            help=f"Days until the token expires: 1-{auth.TOKEN_DAYS_MAX}",
+        ),
+    ] = auth.TOKEN_DAYS_DEFAULT,
+) -> None:
     """Issue an API token for a user and print it (it is shown only once)."""
     container = open_container()
     with refusals_exit(), container.uow() as uow:
@@ -46,7 +57,7 @@ def issue_token(username: str, name: str = "cli", days: int | None = None) -> No
             uow.conn,
             username=username,
             name=name,
-            ttl=timedelta(days=days) if days else None,
+            ttl=timedelta(days=days),
             actor=CLI_ACTOR,
             now=datetime.now(UTC),
         )

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -18,6 +19,8 @@ from omnicrm.store import accounts, audit
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("omnicrm-timing-equaliser")
 TOKEN_PREFIX = "ocrm_"  # noqa: S105 - a prefix, not a secret
+TOKEN_DAYS_DEFAULT = 90
+TOKEN_DAYS_MAX = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +74,9 @@ def issue_token(
     conn: Connection, *, username: str, name: str, ttl: timedelta | None, actor: str, now: datetime
 ) -> str:
     """Issue a new API token for a user; the raw token is returned once and never stored."""
-    user = accounts.user_by_name(conn, username)
-    if user is None:
-        raise NotFound(f"user {username!r} does not exist")
+    if ttl is not None and ttl <= timedelta(0):
+        raise InvalidInput("bad token lifetime", [ItemError(None, "ttl", "must be positive")])
+    user = _user(conn, username)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     accounts.insert_token(
         conn,
@@ -87,6 +90,29 @@ def issue_token(
     )
     audit.append(conn, at=now, actor=actor, action="token.issued", target=username, details={"name": name})
     return raw
+
+
+def _user(conn: Connection, username: str) -> dict[str, Any]:
+    user = accounts.user_by_name(conn, username)
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    return user
+
+
+def list_tokens(conn: Connection, username: str) -> list[dict[str, Any]]:
+    """A user's API tokens (id, name, created, expires, revoked), oldest first; never the hash."""
+    return accounts.tokens_of_user(conn, _user(conn, username)["id"])
+
+
+def revoke_token(conn: Connection, *, username: str, token_id: int, actor: str, now: datetime) -> None:
+    """Revoke one of a user's tokens; revoking it again changes nothing and is not audited again."""
+    user = _user(conn, username)
+    tokens = {t["id"]: t for t in accounts.tokens_of_user(conn, user["id"])}
+    if token_id not in tokens:
+        raise NotFound(f"user {username!r} has no token {token_id}")
+    if accounts.revoke_token(conn, user["id"], token_id, now):
+        details = {"token_id": token_id, "name": tokens[token_id]["name"]}
+        audit.append(conn, at=now, actor=actor, action="token.revoked", target=username, details=details)
 
 
 def authenticate(conn: Connection, raw: str, now: datetime) -> Principal | None:

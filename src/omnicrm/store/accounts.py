@@ -52,3 +52,27 @@ def revoke_tokens(conn: Connection, user_id: int, now: datetime) -> int:
         .values(revoked_at=now)
     )
     return result.rowcount
+
+
+def tokens_of_user(conn: Connection, user_id: int) -> list[dict[str, Any]]:
+    """A user's tokens, oldest first: never the hash."""
+    query = select(
+        api_tokens.c.id,
+        api_tokens.c.name,
+        api_tokens.c.created_at,
+        api_tokens.c.expires_at,
+        api_tokens.c.revoked_at,
+    ).where(api_tokens.c.user_id == user_id)
+    return [dict(r._mapping) for r in conn.execute(query.order_by(api_tokens.c.id))]
+
+
+def revoke_token(conn: Connection, user_id: int, token_id: int, now: datetime) -> bool:
+    """Revoke one of a user's tokens; False when it was already revoked."""
+    result = conn.execute(
+        update(api_tokens)
+        .where(
+            api_tokens.c.id == token_id, api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None)
+        )
+        .values(revoked_at=now)
+    )
+    return bool(result.rowcount)
