@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import swagger_ui_bundle
@@ -14,9 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnicrm import __version__
 from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
@@ -25,7 +27,7 @@ from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.pan_guard import PanGuard
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
-from omnicrm.domain.errors import DomainError, ItemError
+from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
@@ -36,15 +38,52 @@ async def _domain_error(_: Request, exc: Exception) -> Problem:
     return domain_problem(exc)
 
 
+def _not_json(reason: str) -> Problem:
+    """The answer to a body that is not JSON: the same 422 as `/v1/events` gives (api/events.py)."""
+    return domain_problem(InvalidInput("the body is not JSON", [ItemError(None, "(body)", reason)]))
+
+
 async def _validation_error(_: Request, exc: Exception) -> Problem:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
+    for e in found:
+        if e.get("type") == "json_invalid":  # FastAPI's JSON decode error: loc is ("body", position)
+            error = (e.get("ctx") or {}).get("error") or e["msg"]
+            return _not_json(f"{error} (char {e['loc'][-1]})")
+        if tuple(e["loc"]) == ("body",) and isinstance(e.get("input"), bytes | bytearray):
+            # Raw bytes reach the model when the body is not declared JSON (no or another Content-Type).
+            return _not_json("send the body as Content-Type: application/json")
     errors = [
-        ItemError(None, ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
-        for e in exc.errors()
+        ItemError(None, ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"]) for e in found
     ]
     return problem(
         422, "invalid_input", "Invalid input", "the request does not match the API contract", errors
     )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own HTTP errors (unknown route, wrong method, a body it could not
+    read) as problem+json rather than `{"detail": ...}`."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        # FastAPI could not read the body at all: not UTF-8, or nested too deep for the JSON parser.
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else _UNREADABLE_BODY
+        return _not_json(reason)
+    if exc.status_code < 400 or exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    detail = exc.detail if isinstance(exc.detail, str) else phrase
+    answer = problem(exc.status_code, code, phrase, detail)
+    answer.headers.update(exc.headers or {})
+    return answer
+
+
+_UNREADABLE_BODY = "There was an error parsing the body"  # fastapi.routing's detail for it
 
 
 _DOCS_ASSETS = "/docs-assets"
@@ -122,6 +161,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.token_cache = TokenCache(container.settings.token_cache_seconds)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     if container.settings.intake_fast_path and not container.settings.opentelemetry:
         app.add_middleware(IntakeFastPath, state=app.state)  # inside PanGuard: card numbers refused first
     app.add_middleware(PanGuard)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from omnicrm.domain.identifiers import IdentifierKind
 from omnicrm.domain.vocabulary import (
@@ -78,7 +79,8 @@ class RelationshipIn(Strict):
 class CustomerFields(Strict):
     """Fields of a profile that a client, operator or core banking can set."""
 
-    status: CustomerStatus | None = None
+    # May be left out, never null (the column is NOT NULL): null is not in the schema, and refused.
+    status: CustomerStatus | SkipJsonSchema[None] = None
     first_name: Name | None = None
     middle_name: Name | None = None
     last_name: Name | None = None
@@ -88,6 +90,13 @@ class CustomerFields(Strict):
     branch: Label | None = None
     relationship_manager: Name | None = None
     value_tier: ValueTier | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # only an explicit null: a left-out field is not validated
+            raise ValueError("may be left out but not null")
+        return value
 
     @field_validator("timezone")
     @classmethod
