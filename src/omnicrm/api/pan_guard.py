@@ -1,46 +1,67 @@
-"""ASGI middleware refusing any request body that carries a payment card number (PAN)."""
+"""ASGI middleware refusing any request whose query string or body carries a payment card number
+(PAN), in any written form (`domain/pan.py` normalises before it matches)."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicrm.api.responses import problem
+from omnicrm.api.responses import Problem, problem
 from omnicrm.domain.errors import ItemError
-from omnicrm.domain.pan import contains_pan, find_pan_paths
+from omnicrm.domain.pan import contains_pan, find_pan_paths, mask
 
 _BATCH_ITEM = re.compile(r"^items\[(\d+)\]\.?(.*)$")
+_REASON = "looks like a payment card number; card numbers are never accepted"
 
 
 def _errors(body: bytes) -> list[ItemError]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return [
-            ItemError(None, "(body)", "looks like a payment card number; card numbers are never accepted")
-        ]
+        return [ItemError(None, "(body)", _REASON)]
     errors = []
     for path in find_pan_paths(data):
         match = _BATCH_ITEM.match(path)
         index, field = (int(match.group(1)), match.group(2) or "(item)") if match else (None, path)
-        errors.append(
-            ItemError(index, field, "looks like a payment card number; card numbers are never accepted")
-        )
+        errors.append(ItemError(index, field, _REASON))
     return errors
 
 
 def _holds_pan(body: bytes) -> bool:
-    """Scan the body as sent and, for JSON, as decoded (so \\u-escaped digits are seen as digits)."""
+    """Scan the body as sent and, for JSON with escapes, as decoded (so "\\u0034" or "\\/" are seen
+    as the digit and separator they stand for)."""
     if contains_pan(body.decode("utf-8", errors="replace")):
         return True
-    if b"\\u" not in body:
+    if b"\\" not in body:
         return False
     try:
-        return contains_pan(orjson.dumps(orjson.loads(body)).decode())
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return False
+    return next(find_pan_paths(data), None) is not None
+
+
+def _query_errors(query_string: bytes) -> list[ItemError]:
+    """One error per query parameter (name masked) whose name or decoded value holds a PAN."""
+    pairs = parse_qsl(query_string.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return [
+        ItemError(None, f"query.{mask(name)}", _REASON)
+        for name, value in pairs
+        if contains_pan(name) or contains_pan(value)
+    ]
+
+
+def _refusal(errors: list[ItemError], where: str) -> Problem:
+    return problem(
+        422,
+        "card_number_refused",
+        "Card numbers are not accepted",
+        f"the request {where} holds a payment card number; nothing was stored",
+        errors,
+    )
 
 
 async def read_body(receive: Receive) -> bytes | None:
@@ -57,27 +78,30 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 class PanGuard:
-    """Buffers the body of write requests, refuses it with 422 if it holds a PAN, else replays it."""
+    """Refuses with 422 a query string holding a PAN; buffers the body of write requests, refuses it
+    with 422 if it holds a PAN, else replays it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query_string: bytes = scope.get("query_string", b"")
+        if query_string:
+            errors = _query_errors(query_string)
+            if errors:
+                await _refusal(errors, "query string")(scope, receive, send)
+                return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
         if body is None:
             return
         if body and _holds_pan(body):
-            response = problem(
-                422,
-                "card_number_refused",
-                "Card numbers are not accepted",
-                "the request holds a payment card number; nothing was stored",
-                _errors(body),
-            )
-            await response(scope, receive, send)
+            await _refusal(_errors(body), "body")(scope, receive, send)
             return
         replayed = False
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnicrm.domain.pan import contains_pan, find_pan_paths, luhn_valid
+from omnicrm.api.pan_guard import _holds_pan
+from omnicrm.domain.pan import contains_pan, find_pan_paths, luhn_valid, mask
 
 VISA = "4111111111111111"
 MASTERCARD = "5555555555554444"
@@ -109,8 +113,12 @@ def test_iban_in_printed_groups_is_not_a_card_number() -> None:
     assert not contains_pan("UA50 3223 1323 2805 9832 4682 0341 7")
 
 
+# No character that reads as a digit once normalised (NFKC: "²", "４"; any Unicode decimal digit).
 _NON_DIGIT_TEXT = st.text(
-    alphabet=st.characters(exclude_characters="0123456789", exclude_categories=["Cs"]), max_size=30
+    alphabet=st.characters(exclude_categories=["Cs", "Nd"]).filter(
+        lambda c: not any(ch.isdigit() for ch in unicodedata.normalize("NFKC", c))
+    ),
+    max_size=30,
 )
 
 
@@ -198,3 +206,102 @@ def test_find_pan_paths_finds_nothing_in_clean_data() -> None:
         "attributes": {"contract_number": "DEP-2026-000123", "amount": 1234567.89},
     }
     assert list(find_pan_paths(payload)) == []
+
+
+# ------------------------------------------------------------------ written forms (a PCI scan's table)
+
+# Every way a scan writes the same card numbers: the guard normalises (NFKC, separators) first.
+PAN_WRITTEN_FORMS = {
+    "plain": "4111111111111111",
+    "spaces": "4111 1111 1111 1111",
+    "double spaces": "4111  1111  1111  1111",
+    "no-break spaces": "4111\u00a01111\u00a01111\u00a01111",
+    "narrow no-break spaces": "4111\u202f1111\u202f1111\u202f1111",
+    "ideographic spaces": "4111\u30001111\u30001111\u30001111",
+    "dashes": "4111-1111-1111-1111",
+    "spaced dashes": "4111 - 1111 - 1111 - 1111",
+    "en dashes": "4111\u20131111\u20131111\u20131111",
+    "dots": "4111.1111.1111.1111",
+    "slashes": "4111/1111/1111/1111",
+    "underscores": "4111_1111_1111_1111",
+    "zero-width spaces": "4111\u200b1111\u200b1111\u200b1111",
+    "soft hyphens": "4111\u00ad1111\u00ad1111\u00ad1111",
+    "full-width digits": "４１１１１１１１１１１１１１１１",
+    "full-width digits and spaces": "４１１１\u3000１１１１\u3000１１１１\u3000１１１１",
+    "full-width dots": "４１１１．１１１１．１１１１．１１１１",
+    "arabic-indic digits": "٤١١١١١١١١١١١١١١١",
+    "mixed separators": "4111.1111-1111 1111",
+    "mixed digits": "4111 １１１１ 1111 1111",
+    "amex with dots": "3782.822463.10005",
+    "mastercard with slashes": "5555/5555/5555/4444",
+    "inside longer text": "please charge 4111.1111.1111.1111 today",
+    "inside cyrillic text": "картка 5555\u00a05555\u00a05555\u00a04444 клієнта",
+    "next to a CVV": "4111_1111_1111_1111 123",
+    "glued to letters": "card4111.1111.1111.1111exp",
+}
+
+
+@pytest.mark.parametrize("text", PAN_WRITTEN_FORMS.values(), ids=PAN_WRITTEN_FORMS.keys())
+def test_every_written_form_of_a_card_number_is_detected(text: str) -> None:
+    assert contains_pan(text)
+
+
+@pytest.mark.parametrize("text", PAN_WRITTEN_FORMS.values(), ids=PAN_WRITTEN_FORMS.keys())
+def test_every_written_form_is_found_in_data_and_masked_in_keys(text: str) -> None:
+    assert list(find_pan_paths({"first_name": text})) == ["first_name"]
+    masked = mask(text)
+    assert "[card number]" in masked
+    assert re.search(r"\d{4}", masked) is None, masked
+
+
+NOT_CARD_NUMBERS = {
+    "iban compact": "UA213223130000026007233566001",
+    "iban printed": "UA21 3223 1300 0002 6007 2335 6600 1",
+    "iban with dots": "UA21.3223.1300.0002.6007.2335.6600.1",
+    "iban with no-break spaces": "UA21\u00a03223\u00a01300\u00a00002\u00a06007\u00a02335\u00a06600\u00a01",
+    "phone international": "+380 67 123 45 67",
+    "phone dotted": "067.123.45.67",
+    "phone slashed": "067/123/45/67",
+    "phone full-width": "＋３８０６７１２３４５６７",
+    "two phones": "+380671234567 / +380501234567",
+    "date dotted": "20.11.2026",
+    "date slashed": "2026/11/20",
+    "timestamp": "2026-11-20 12:00:00.123456",
+    "12 digits dotted": "4111.1111.1111",
+    "12 digits full-width": "４１１１１１１１１１１１",
+    "20-digit run": "41111111111111111111",
+    "20-digit run full-width": "４１１１１１１１１１１１１１１１１１１１",
+    "luhn-invalid 16 dotted": "4111.1111.1111.1112",
+    "luhn-invalid 16 nbsp": "4111\u00a01111\u00a01111\u00a01112",
+    "luhn-valid without a scheme prefix": "1111.1111.1111.1117",
+    "decimal number": "3456.7890123456789",
+    "digits split by letters": "4111a1111b1111c1111",
+    "digits on separate lines": "4111\n1111\n1111\n1111",
+    "contract number": "DEP-2026-000123",
+}
+
+
+@pytest.mark.parametrize("text", NOT_CARD_NUMBERS.values(), ids=NOT_CARD_NUMBERS.keys())
+def test_numbers_that_are_not_card_numbers_are_accepted(text: str) -> None:
+    assert not contains_pan(text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"first_name": "\\u0034111111111111111"}',
+        b'{"first_name": "4111\\u00a01111\\u00a01111\\u00a01111"}',
+        b'{"first_name": "\\uff14\\uff11\\uff11\\uff11\\uff11\\uff11\\uff11\\uff11'
+        b'\\uff11\\uff11\\uff11\\uff11\\uff11\\uff11\\uff11\\uff11"}',
+        b'{"first_name": "4111\\/1111\\/1111\\/1111"}',
+        b'{"first_name": "4111.1111.1111.1111"}',
+        '{"first_name": "4111\u00a01111\u00a01111\u00a01111"}'.encode(),
+    ],
+)
+def test_the_guard_sees_escaped_and_raw_forms_in_a_body(body: bytes) -> None:
+    assert _holds_pan(body)
+
+
+def test_the_guard_passes_an_ordinary_body() -> None:
+    body = '{"first_name": "Олена", "phone": "+380 67 123 45 67", "amount": 1234.5}'.encode()
+    assert not _holds_pan(body)
