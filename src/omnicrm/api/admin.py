@@ -10,7 +10,7 @@ from pydantic import Field
 
 from omnicrm.api.deps import ContainerDep, current_principal, require
 from omnicrm.api.responses import FastJSON
-from omnicrm.domain.errors import Unauthenticated
+from omnicrm.domain.errors import Conflict, Unauthenticated
 from omnicrm.domain.permissions import Permission
 from omnicrm.domain.vocabulary import Role
 from omnicrm.services import auth
@@ -128,6 +128,23 @@ def revoke_token(
         auth.revoke_token(
             uow.conn, username=username, token_id=token_id, actor=who.username, now=datetime.now(UTC)
         )
+        uow.commit()
+    request.app.state.token_cache.clear()  # the cache is keyed by raw token: forget them all
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/users/{username}:deactivate",
+    status_code=204,
+    response_class=Response,
+    summary="Deactivate a user: their tokens are revoked and their login refused, at once by this "
+    "process, by every process within OMNICRM_TOKEN_CACHE_SECONDS; again is a no-op",
+)
+def deactivate_user(username: str, request: Request, container: ContainerDep, who: Admin) -> Response:
+    if username == who.username:
+        raise Conflict("an admin cannot deactivate themselves: ask another admin")
+    with container.uow() as uow:
+        auth.deactivate_user(uow.conn, username=username, actor=who.username, now=datetime.now(UTC))
         uow.commit()
     request.app.state.token_cache.clear()  # the cache is keyed by raw token: forget them all
     return Response(status_code=204)

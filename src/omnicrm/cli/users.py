@@ -1,9 +1,9 @@
-"""`omnicrm users add|token`: accounts and API tokens."""
+"""`omnicrm users add|token|tokens|revoke|deactivate`: accounts and API tokens."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,3 +63,52 @@ def issue_token(
         )
         uow.commit()
     print(token)
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else "-"
+
+
+@users_app.command("tokens")
+def list_tokens(username: str) -> None:
+    """List a user's API tokens: id, name, created, expires, revoked (never the token or its hash)."""
+    container = open_container()
+    with refusals_exit(), container.reader() as conn:
+        items = auth.list_tokens(conn, username)
+    print("id\tname\tcreated\texpires\trevoked")
+    for t in items:
+        cells = [
+            str(t["id"]),
+            t["name"],
+            _when(t["created_at"]),
+            _when(t["expires_at"]),
+            _when(t["revoked_at"]),
+        ]
+        print("\t".join(cells))
+
+
+@users_app.command("revoke")
+def revoke_token(
+    username: str,
+    token_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="From `omnicrm users tokens`")],
+) -> None:
+    """Revoke one of a user's API tokens (again is a no-op). A running API refuses it within
+    OMNICRM_TOKEN_CACHE_SECONDS."""
+    container = open_container()
+    with refusals_exit(), container.uow() as uow:
+        auth.revoke_token(
+            uow.conn, username=username, token_id=token_id, actor=CLI_ACTOR, now=datetime.now(UTC)
+        )
+        uow.commit()
+    console.print(f"token {token_id} of {username} revoked")
+
+
+@users_app.command("deactivate")
+def deactivate_user(username: str) -> None:
+    """Deactivate a user: revoke every token of theirs and refuse their login (again is a no-op).
+    A running API refuses them within OMNICRM_TOKEN_CACHE_SECONDS."""
+    container = open_container()
+    with refusals_exit(), container.uow() as uow:
+        changed = auth.deactivate_user(uow.conn, username=username, actor=CLI_ACTOR, now=datetime.now(UTC))
+        uow.commit()
+    console.print(f"user {username} {'deactivated' if changed else 'was already deactivated'}")

@@ -77,6 +77,8 @@ def issue_token(
     if ttl is not None and ttl <= timedelta(0):
         raise InvalidInput("bad token lifetime", [ItemError(None, "ttl", "must be positive")])
     user = _user(conn, username)
+    if not user["active"]:
+        raise Conflict(f"user {username!r} is deactivated: no token is issued to them")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     accounts.insert_token(
         conn,
@@ -113,6 +115,19 @@ def revoke_token(conn: Connection, *, username: str, token_id: int, actor: str, 
     if accounts.revoke_token(conn, user["id"], token_id, now):
         details = {"token_id": token_id, "name": tokens[token_id]["name"]}
         audit.append(conn, at=now, actor=actor, action="token.revoked", target=username, details=details)
+
+
+def deactivate_user(conn: Connection, *, username: str, actor: str, now: datetime) -> bool:
+    """Deactivate a user: their login is refused like a wrong password, every token of theirs is
+    revoked (and refused anyway, as authenticate checks the user is active). Deactivating them again
+    changes nothing and is not audited again; returns whether anything changed."""
+    user = _user(conn, username)
+    changed = accounts.deactivate_user(conn, user["id"])
+    revoked = accounts.revoke_tokens(conn, user["id"], now)
+    if changed:
+        details = {"tokens_revoked": revoked}
+        audit.append(conn, at=now, actor=actor, action="user.deactivated", target=username, details=details)
+    return changed
 
 
 def authenticate(conn: Connection, raw: str, now: datetime) -> Principal | None:

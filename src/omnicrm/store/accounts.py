@@ -45,6 +45,14 @@ def principal_by_token_hash(conn: Connection, token_hash: str, now: datetime) ->
     return dict(row._mapping)
 
 
+def deactivate_user(conn: Connection, user_id: int) -> bool:
+    """Mark a user inactive; False when they already were."""
+    result = conn.execute(
+        update(users).where(users.c.id == user_id, users.c.active.is_(True)).values(active=False)
+    )
+    return bool(result.rowcount)
+
+
 def revoke_tokens(conn: Connection, user_id: int, now: datetime) -> int:
     result = conn.execute(
         update(api_tokens)
