@@ -115,16 +115,7 @@ def load_facts(
         conn, _LEDGER, consents.c.customer_id, live
     ):
         ledger[cid].append(ConsentEntry(channel, purpose, granted, basis, source, effective))
-    held: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    # product class -> when the person last took one, within the acquisition cooling-off
-    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
-    taken_since = (now - timedelta(days=policy.acquisition_cooling_off_days)).date()
-    for cid, product_class, state, opened in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
-        held[cid].append((product_class, state))
-        taking = state in TAKEN and opened is not None and opened >= taken_since
-        if taking and policy.acquisition_cooling_off_days:
-            taken = datetime.combine(opened, time(), UTC)
-            acquired[cid][product_class] = max(acquired[cid].get(product_class, taken), taken)
+    held, acquired = _holdings(conn, live, now, policy)
     recent: dict[str, list[EventFacts]] = defaultdict(list)
     since = now - timedelta(days=policy.interest_window_days)
     for cid, event_id, kind, at, channel, attributes in conversations.event_tuples(
@@ -159,6 +150,23 @@ def load_facts(
         )
         for row in people
     }
+
+
+def _holdings(
+    conn: Connection, live: list[str], now: datetime, policy: Policy
+) -> tuple[dict[str, list[tuple[str, str]]], dict[str, dict[str, datetime]]]:
+    """Each person's products (class, state), and per product class when they last took one within
+    the acquisition cooling-off."""
+    held: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    acquired: dict[str, dict[str, datetime]] = defaultdict(dict)
+    taken_since = (now - timedelta(days=policy.acquisition_cooling_off_days)).date()
+    for cid, product_class, state, opened in _tuples(conn, _PRODUCTS, products.c.customer_id, live):
+        held[cid].append((product_class, state))
+        taking = state in TAKEN and opened is not None and opened >= taken_since
+        if taking and policy.acquisition_cooling_off_days:
+            taken = datetime.combine(opened, time(), UTC)
+            acquired[cid][product_class] = max(acquired[cid].get(product_class, taken), taken)
+    return held, acquired
 
 
 def remember_decline(declines: dict[str, datetime], attributes: Mapping[str, Any], at: datetime) -> None:
