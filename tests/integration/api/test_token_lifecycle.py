@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Table, select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.cli import app
-from omnicrm.settings import Settings
+from omnicrm.bootstrap import Container
 from omnicrm.store.tables import api_tokens, audit_log
 
-ROOT = Path(__file__).resolve().parents[3]
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
-SCENARIOS = ROOT / "scenarios"
 Headers = dict[str, str]
 BAD_TTLS = [0, -3, 366, 1_000_000_000, 2.5, "ten", None, True]
 
@@ -141,43 +135,6 @@ def test_only_admins_list_and_revoke_tokens(
 
 
 # The CLI: `omnicrm users token NAME --days N`, against a temporary SQLite file.
-
-
-@pytest.fixture
-def cli_db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-@pytest.fixture
-def run(tmp_path: Path, cli_db: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    env = {
-        "OMNICRM_DATABASE_URL": cli_db,
-        "OMNICRM_CATALOGUE_FILE": str(CATALOGUE),
-        "OMNICRM_SCENARIOS_DIR": str(SCENARIOS),
-    }
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env=env)
-
-    return invoke
-
-
-@pytest.fixture
-def cli_container(cli_db: str) -> Iterator[Callable[[], Container]]:
-    built: list[Container] = []
-
-    def make() -> Container:
-        settings = Settings(
-            database_url=cli_db, catalogue_file=CATALOGUE, scenarios_dir=SCENARIOS, env="test"
-        )
-        built.append(bootstrap(settings))
-        return built[-1]
-
-    yield make
-    for container in built:
-        container.close()
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "366", "1000000000", "ten"])

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.cli import app
+from omnicrm.bootstrap import Container
 from omnicrm.services import auth
-from omnicrm.settings import Settings
 from omnicrm.store.tables import audit_log
 
-ROOT = Path(__file__).resolve().parents[3]
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
-SCENARIOS = ROOT / "scenarios"
 Headers = dict[str, str]
 PASSWORD = "correct horse battery"
 
@@ -126,43 +120,6 @@ def test_the_openapi_lists_the_deactivate_route_as_needing_the_token(client: Tes
 
 
 # The CLI: `omnicrm users tokens|revoke|deactivate`, against a temporary SQLite file.
-
-
-@pytest.fixture
-def cli_db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-@pytest.fixture
-def run(tmp_path: Path, cli_db: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    env = {
-        "OMNICRM_DATABASE_URL": cli_db,
-        "OMNICRM_CATALOGUE_FILE": str(CATALOGUE),
-        "OMNICRM_SCENARIOS_DIR": str(SCENARIOS),
-    }
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env=env)
-
-    return invoke
-
-
-@pytest.fixture
-def cli_container(cli_db: str) -> Iterator[Callable[[], Container]]:
-    built: list[Container] = []
-
-    def make() -> Container:
-        settings = Settings(
-            database_url=cli_db, catalogue_file=CATALOGUE, scenarios_dir=SCENARIOS, env="test"
-        )
-        built.append(bootstrap(settings))
-        return built[-1]
-
-    yield make
-    for container in built:
-        container.close()
 
 
 def _valid(container: Container, token: str) -> bool:
