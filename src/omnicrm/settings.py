@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     ingest_linger_ms: float = Field(default=2.0, ge=0, le=1000)
     ingest_max_batch: int = Field(default=1000, ge=1, le=1000)
     max_batch_items: int = Field(default=1000, ge=1, le=1000)
+    # Request bodies (api/front_door.py): larger ones get 413 unread; `…:batch` routes take more.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     publish_on_start: bool = True  # publish changed scenario files when the service starts
     decide_in_process: bool = True  # the API also runs the decision worker (embedded mode)
     decider_process: bool = True  # `omnicrm serve` runs it as a child process, not a thread in the API

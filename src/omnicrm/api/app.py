@@ -11,26 +11,44 @@ from http import HTTPStatus
 from typing import Any
 
 import swagger_ui_bundle
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from omnicrm import __version__
 from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
 from omnicrm.api.deps import TokenCache
+from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
-from omnicrm.api.pan_guard import PanGuard
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
+
+# Routes are matched in order: the hot intake routes come first.
+ROUTERS: tuple[APIRouter, ...] = (
+    events.router,
+    admin.router,
+    customers.router,
+    conversations.router,
+    scenarios.router,
+    campaigns.router,
+)
+
+
+def api_routes() -> list[BaseRoute]:
+    """The API's routes without a running app or database (for `omnicrm roles`)."""
+    app = FastAPI()
+    for router in ROUTERS:
+        app.include_router(router)
+    return list(app.routes)
 
 
 async def _domain_error(_: Request, exc: Exception) -> Problem:
@@ -163,17 +181,12 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     if container.settings.intake_fast_path and not container.settings.opentelemetry:
-        app.add_middleware(IntakeFastPath, state=app.state)  # inside PanGuard: card numbers refused first
-    app.add_middleware(PanGuard)
-    # Routes are matched in order: the hot intake routes come first.
-    for router in (
-        events.router,
-        admin.router,
-        customers.router,
-        conversations.router,
-        scenarios.router,
-        campaigns.router,
-    ):
+        app.add_middleware(IntakeFastPath, state=app.state)  # inside the front door: checked first
+    settings = container.settings
+    app.add_middleware(
+        FrontDoor, api=app, max_body=settings.max_body_bytes, max_batch_body=settings.max_batch_body_bytes
+    )
+    for router in ROUTERS:
         app.include_router(router)
 
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
@@ -183,19 +196,47 @@ def create_app(container: Container) -> FastAPI:
 
 def _offline_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the files the `swagger-ui-bundle` package ships, not from a CDN:
-    the API documentation works on a bank's closed network."""
+    the API documentation works on a bank's closed network. Its start-up script is a file too, not
+    inline, so the page's Content-Security-Policy allows scripts from this server only."""
     app.mount(_DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    page = _DOCS_PAGE.format(title=f"{app.title} API", assets=_DOCS_ASSETS).encode()
 
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} API",
-            swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon-32x32.png",
-        )
+        return HTMLResponse(page)
+
+    async def docs_start() -> Response:
+        return Response(_DOCS_START, media_type="text/javascript")
 
     app.add_api_route("/docs", docs, include_in_schema=False)
+    app.add_api_route("/docs/start.js", docs_start, include_in_schema=False)
+
+
+_DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<title>{title}</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="icon" href="{assets}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="/docs/start.js"></script>
+</body>
+</html>
+"""
+_DOCS_START = b"""window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+});
+"""
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def reject_campaign(
 
 
 @router.post("/{campaign_id}:cancel", summary="Stop for good (a running launch stops after its batch)")
-def cancel_campaign(campaign_id: str, body: ReasonIn, container: ContainerDep, who: Reader) -> dict[str, Any]:
+def cancel_campaign(campaign_id: str, body: ReasonIn, container: ContainerDep, who: Writer) -> dict[str, Any]:
     with container.uow() as uow:
         row = campaigns.cancel(
             uow.conn, campaign_id, reason=body.reason, actor=who.username, role=who.role, now=_now()
@@ -119,7 +119,7 @@ def cancel_campaign(campaign_id: str, body: ReasonIn, container: ContainerDep, w
 
 
 @router.post("/{campaign_id}:dry-run", summary="Audience, contacts and suppressions by reason; sends nothing")
-def dry_run_campaign(campaign_id: str, container: ContainerDep, who: Reader) -> dict[str, Any]:
+def dry_run_campaign(campaign_id: str, container: ContainerDep, who: Writer) -> dict[str, Any]:
     return campaigns.dry_run(
         container.uow,
         campaign_id,

@@ -54,7 +54,7 @@ async def take_one(state: Any, body: bytes, kinds: frozenset[str], who: Principa
     raw = _json(body)
     if not isinstance(raw, dict):
         raise InvalidInput("send one JSON object", [ItemError(None, "(body)", "expected an object")])
-    # `PanGuard` (api/app.py) refused any card number in the body already: no second scan here.
+    # The front door (api/front_door.py) refused any card number in the body already: no second scan here.
     prepared = ingest.prepare([raw], state.container.catalogue, kinds, pan_scanned=True)[0]
     writer: GroupCommitWriter = state.writer
     event_id, status, customer_id = await writer.write(prepared, who.username)

@@ -2,9 +2,10 @@
 
 A single event is the most frequent request the service gets, and FastAPI's routing, dependency
 solving and exception layers were about a third of its CPU (py-spy). This ASGI middleware sits
-inside `PanGuard` (a card number is refused before it) and answers these two routes itself with the
-very pieces their FastAPI routes use - `deps.authorise` (token and role), `events.take_one` (validate,
-group-commit write, answer) and `responses.domain_problem` (errors) - so the answers are the same
+inside the front door (`api/front_door.py`: caller, size and card numbers are checked before it)
+and answers these two routes itself with the very pieces their FastAPI routes use:
+`deps.authorise` (token and role), `events.take_one` (validate, group-commit write, answer) and
+`responses.domain_problem` (errors), so the answers are the same
 (tests/integration/api/test_intake_fast_path.py sends the same requests both ways and compares).
 The routes stay in FastAPI for the OpenAPI contract, and answer themselves when the fast path is off
 (`OMNICRM_INTAKE_FAST_PATH=false`, or `OMNICRM_OPENTELEMETRY=true` so that FastAPI's spans see
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnicrm.api.deps import authorise, bearer_token
 from omnicrm.api.events import take_one
-from omnicrm.api.pan_guard import read_body
+from omnicrm.api.front_door import read_body
 from omnicrm.api.responses import domain_problem
 from omnicrm.domain.errors import DomainError
 from omnicrm.domain.permissions import Permission

@@ -1,5 +1,5 @@
-"""ASGI middleware refusing any request whose query string or body carries a payment card number
-(PAN), in any written form (`domain/pan.py` normalises before it matches)."""
+"""The card-number checks of a request's query string and body, in any written form (`domain/pan.py`
+normalises before it matches); the front door (`api/front_door.py`) runs them on every request."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import re
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicrm.api.responses import Problem, problem
 from omnicrm.domain.errors import ItemError
@@ -17,7 +16,7 @@ _BATCH_ITEM = re.compile(r"^items\[(\d+)\]\.?(.*)$")
 _REASON = "looks like a payment card number; card numbers are never accepted"
 
 
-def _errors(body: bytes) -> list[ItemError]:
+def body_errors(body: bytes) -> list[ItemError]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -30,7 +29,7 @@ def _errors(body: bytes) -> list[ItemError]:
     return errors
 
 
-def _holds_pan(body: bytes) -> bool:
+def holds_pan(body: bytes) -> bool:
     """Scan the body as sent and, for JSON with escapes, as decoded (so "\\u0034" or "\\/" are seen
     as the digit and separator they stand for)."""
     if contains_pan(body.decode("utf-8", errors="replace")):
@@ -44,7 +43,7 @@ def _holds_pan(body: bytes) -> bool:
     return next(find_pan_paths(data), None) is not None
 
 
-def _query_errors(query_string: bytes) -> list[ItemError]:
+def query_errors(query_string: bytes) -> list[ItemError]:
     """One error per query parameter (name masked) whose name or decoded value holds a PAN."""
     pairs = parse_qsl(query_string.decode("utf-8", errors="replace"), keep_blank_values=True)
     return [
@@ -54,7 +53,7 @@ def _query_errors(query_string: bytes) -> list[ItemError]:
     ]
 
 
-def _refusal(errors: list[ItemError], where: str) -> Problem:
+def refusal(errors: list[ItemError], where: str) -> Problem:
     return problem(
         422,
         "card_number_refused",
@@ -62,54 +61,3 @@ def _refusal(errors: list[ItemError], where: str) -> Problem:
         f"the request {where} holds a payment card number; nothing was stored",
         errors,
     )
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole request body from the ASGI messages (None: the client went away)."""
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-class PanGuard:
-    """Refuses with 422 a query string holding a PAN; buffers the body of write requests, refuses it
-    with 422 if it holds a PAN, else replays it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        query_string: bytes = scope.get("query_string", b"")
-        if query_string:
-            errors = _query_errors(query_string)
-            if errors:
-                await _refusal(errors, "query string")(scope, receive, send)
-                return
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:
-            return
-        if body and _holds_pan(body):
-            await _refusal(_errors(body), "body")(scope, receive, send)
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)

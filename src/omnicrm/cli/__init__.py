@@ -254,6 +254,16 @@ def explain(customer: str, limit: int = 10) -> None:
         console.print()
 
 
+@app.command()
+def roles() -> None:
+    """Print the route table: every API operation, the permission it needs and the roles holding it
+    (read from the routes and domain/permissions.py; the README's table is this output)."""
+    from omnicrm.api.app import api_routes  # the web stack only for this command
+    from omnicrm.api.guards import markdown_table
+
+    typer.echo(markdown_table(api_routes()), nl=False)
+
+
 @bench_app.command("decide")
 def bench_decide_cmd(
     events: int = 126_000,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnicrm.api.pan_guard import _holds_pan
+from omnicrm.api.pan_guard import holds_pan
 from omnicrm.domain.pan import contains_pan, find_pan_paths, luhn_valid, mask
 
 VISA = "4111111111111111"
@@ -299,9 +299,9 @@ def test_numbers_that_are_not_card_numbers_are_accepted(text: str) -> None:
     ],
 )
 def test_the_guard_sees_escaped_and_raw_forms_in_a_body(body: bytes) -> None:
-    assert _holds_pan(body)
+    assert holds_pan(body)
 
 
 def test_the_guard_passes_an_ordinary_body() -> None:
     body = '{"first_name": "Олена", "phone": "+380 67 123 45 67", "amount": 1234.5}'.encode()
-    assert not _holds_pan(body)
+    assert not holds_pan(body)
