@@ -2,7 +2,8 @@
 and as cheaply as it can, and puts the security headers on every answer.
 
 For a request with a body (POST, PUT, PATCH) it checks, in this order, before FastAPI sees it:
-1. the query string holds no card number (422; `api/pan_guard.py`);
+1. the URL path and the query string hold no card number (422; `api/pan_guard.py`; for every
+   request, whatever its method);
 2. the caller: on a route that needs a token, the token and the role the route asks for
    (401/403, `api/guards.py` reads them from the route), so an anonymous 10 MB upload is refused
    without reading a byte of it;
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicrm.api.deps import authorise, bearer_token
 from omnicrm.api.guards import Guard, api_routes, guard_of
-from omnicrm.api.pan_guard import body_errors, holds_pan, query_errors, refusal
+from omnicrm.api.pan_guard import body_errors, holds_pan, path_errors, query_errors, refusal
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.domain.errors import DomainError
 
@@ -116,8 +117,12 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         send = _with_headers(scope["path"], send)
+        errors = path_errors(scope["path"])
+        if errors:
+            await refusal(errors, "path")(scope, receive, send)
+            return
         query_string: bytes = scope.get("query_string", b"")
-        errors = query_errors(query_string) if query_string else None
+        errors = query_errors(query_string) if query_string else []
         if errors:
             await refusal(errors, "query string")(scope, receive, send)
             return

@@ -53,6 +53,11 @@ def query_errors(query_string: bytes) -> list[ItemError]:
     ]
 
 
+def path_errors(path: str) -> list[ItemError]:
+    """An error when the (already percent-decoded) URL path holds a PAN, e.g. as a resource id."""
+    return [ItemError(None, "path", _REASON)] if contains_pan(path) else []
+
+
 def refusal(errors: list[ItemError], where: str) -> Problem:
     return problem(
         422,

@@ -85,3 +85,28 @@ def test_an_ordinary_query_string_still_works(client: TestClient, admin: Headers
     )
     assert response.status_code == 404, response.text
     assert response.json()["type"] != PAN_REFUSED
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers/4111111111111111",
+        "/v1/customers/4111%201111%201111%201111/timeline",
+        "/v1/campaigns/%EF%BC%94111111111111111",  # a full-width first digit, percent-encoded
+        "/v1/users/5555555555554444/tokens",
+    ],
+)
+def test_a_card_number_in_the_url_path_is_refused_and_not_echoed(
+    client: TestClient, admin: Headers, path: str
+) -> None:
+    response = client.get(path, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == PAN_REFUSED
+    assert "1111" not in response.text
+    assert "4444" not in response.text
+
+
+def test_an_ordinary_path_with_digits_still_works(client: TestClient, admin: Headers) -> None:
+    response = client.get("/v1/customers/01J0000000000000000000000", headers=admin)
+    assert response.status_code == 404, response.text
+    assert response.json()["type"] != PAN_REFUSED
