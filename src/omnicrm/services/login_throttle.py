@@ -98,10 +98,13 @@ def claim(conn: Connection, *, username: str, address: str, limits: Policy, now:
 def succeeded(conn: Connection, attempt: Claim, *, limits: Policy, now: datetime) -> None:
     """The password was right: the name starts from zero, the address gets its failure back."""
     name_key, address_key = attempt.keys
+    current = records.hold(conn, [address_key], now)[address_key]  # rows are locked address first
     records.remove(conn, name_key)
-    current = records.hold(conn, [address_key], now)[address_key]
     forgiven = rules.forgive(current, attempt.before[address_key], attempt.after[address_key])
-    records.save(conn, address_key, forgiven, rules.forget_at(forgiven, limits, now))
+    if forgiven == Record():
+        records.remove(conn, address_key)
+    else:
+        records.save(conn, address_key, forgiven, rules.forget_at(forgiven, limits, now))
 
 
 def failed(conn: Connection, attempt: Claim, *, now: datetime) -> None:

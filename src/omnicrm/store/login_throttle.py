@@ -23,6 +23,7 @@ def prune(conn: Connection, now: datetime) -> None:
 def hold(conn: Connection, keys: Sequence[Key], now: datetime) -> dict[Key, Record]:
     """The records of `keys`, created empty when missing and locked for this transaction (in key
     order, so that two attempts never wait for each other crosswise)."""
+    keys = sorted(keys)
     rows = [{"kind": k, "value": v, "failures": 0, "locked_until": None, "forget_at": now} for k, v in keys]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(table).values(rows).on_conflict_do_nothing())
