@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    # Login throttle (services/login_throttle.py): failures before a user name / a client address is
+    # locked, the first lock (doubled by every further failure, up to the cap), and how long after its
+    # last failure or the end of its lock a record is forgotten.
+    login_max_failures_per_name: int = Field(default=5, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(default=50, ge=1, le=100_000)
+    login_lock_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    login_lock_max_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+    login_forget_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:

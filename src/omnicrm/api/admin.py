@@ -9,13 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
 from omnicrm.api.deps import ContainerDep, current_principal, require
-from omnicrm.api.responses import FastJSON
+from omnicrm.api.responses import FastJSON, Problem, problem
 from omnicrm.domain.errors import Conflict, Unauthenticated
+from omnicrm.domain.login_throttle import Policy
 from omnicrm.domain.permissions import Permission
 from omnicrm.domain.vocabulary import Role
-from omnicrm.services import auth
+from omnicrm.services import auth, login_throttle
 from omnicrm.services.auth import Principal
 from omnicrm.services.contracts import Label, Strict
+from omnicrm.settings import Settings
 from omnicrm.store import audit
 
 router = APIRouter(tags=["administration"], default_response_class=FastJSON)
@@ -55,20 +57,49 @@ def health(container: ContainerDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/v1/auth/login", summary="Exchange a username and password for a 12-hour token")
-def login(body: LoginIn, container: ContainerDep) -> dict[str, Any]:
-    with container.uow() as uow:
+_THROTTLED = "too many failed logins for this user name or address: retry after Retry-After seconds"
+
+
+@router.post(
+    "/v1/auth/login",
+    summary="Exchange a username and password for a 12-hour token (throttled: 429 after repeated failures)",
+    response_model=dict[str, Any],
+    responses={429: {"description": "Too many failed logins; wait `Retry-After` seconds"}},
+)
+def login(body: LoginIn, request: Request, container: ContainerDep) -> dict[str, Any] | Problem:
+    settings = container.settings
+    peer = request.client.host if request.client else None
+    address = login_throttle.client_address(
+        peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
+    )
+    try:
         token = auth.login(
-            uow.conn,
+            container.uow,
             username=body.username,
             password=body.password,
+            address=address,
+            limits=_throttle_policy(settings),
             now=datetime.now(UTC),
             ttl=timedelta(hours=12),
         )
-        uow.commit()
+    except login_throttle.LoginThrottled as refused:
+        answer = problem(429, "too_many_requests", "Too many failed logins", _THROTTLED)
+        answer.headers["Retry-After"] = str(refused.retry_after)
+        return answer
     if token is None:
         raise Unauthenticated("wrong username or password")
     return {"token": token, "token_type": "bearer", "expires_in": 12 * 3600}
+
+
+def _throttle_policy(settings: Settings) -> Policy:
+    """The login throttle's limits, read per request so a changed setting applies at once."""
+    return Policy(
+        per_name=settings.login_max_failures_per_name,
+        per_address=settings.login_max_failures_per_address,
+        lock=timedelta(seconds=settings.login_lock_seconds),
+        lock_max=timedelta(seconds=settings.login_lock_max_seconds),
+        forget=timedelta(seconds=settings.login_forget_seconds),
+    )
 
 
 @router.get("/v1/me", summary="Who the token belongs to")

@@ -1,9 +1,11 @@
-"""Users, roles, API tokens and logins; every change here is audited."""
+"""Users, roles, API tokens and logins; every change here is audited (a failed login only when it
+locks a name or an address out, see services/login_throttle.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,8 +15,11 @@ from argon2.exceptions import VerificationError
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
+from omnicrm.domain.login_throttle import Policy
 from omnicrm.domain.vocabulary import ROLES
+from omnicrm.services import login_throttle
 from omnicrm.store import accounts, audit
+from omnicrm.store.uow import UnitOfWork
 
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("omnicrm-timing-equaliser")
@@ -140,19 +145,46 @@ def authenticate(conn: Connection, raw: str, now: datetime) -> Principal | None:
     return Principal(row["id"], row["username"], row["role"], row["branch"])
 
 
-def login(conn: Connection, *, username: str, password: str, now: datetime, ttl: timedelta) -> str | None:
-    """Exchange a password for a short-lived token; failures are audited too."""
-    user = accounts.user_by_name(conn, username)
+def login(
+    uows: Callable[[], UnitOfWork],
+    *,
+    username: str,
+    password: str,
+    address: str,
+    limits: Policy,
+    now: datetime,
+    ttl: timedelta,
+) -> str | None:
+    """Exchange a password for a short-lived token (None: wrong name or password).
+
+    The attempt is claimed by the login throttle first, in its own transaction, so a locked name or
+    address (LoginThrottled) costs no Argon2 work and a failure stays counted; the hash is checked
+    outside any transaction, holding no lock. An unknown or deactivated user costs the same hash as
+    a wrong password and is answered alike."""
+    with uows() as uow:
+        attempt = login_throttle.claim(uow.conn, username=username, address=address, limits=limits, now=now)
+        user = accounts.user_by_name(uow.conn, username)
+        uow.commit()
+    if not _password_matches(user, password):
+        if attempt.locked:
+            with uows() as uow:
+                login_throttle.failed(uow.conn, attempt, now=now)
+                uow.commit()
+        return None
+    with uows() as uow:
+        login_throttle.succeeded(uow.conn, attempt, limits=limits, now=now)
+        audit.append(uow.conn, at=now, actor=username, action="login.succeeded", target=username, details={})
+        token = issue_token(uow.conn, username=username, name="login", ttl=ttl, actor=username, now=now)
+        uow.commit()
+    return token
+
+
+def _password_matches(user: dict[str, Any] | None, password: str) -> bool:
+    """Always one Argon2 verification: against a dummy hash when there is no usable one, so that
+    neither the time nor the answer tells an unknown or deactivated user from a wrong password."""
     stored = user["password_hash"] if user and user["active"] and user["password_hash"] else None
     try:
         _HASHER.verify(stored or _DUMMY_HASH, password)
-        ok = stored is not None
     except VerificationError:
-        ok = False
-    if not ok:
-        audit.append(
-            conn, at=now, actor=username[:64], action="login.failed", target=username[:64], details={}
-        )
-        return None
-    audit.append(conn, at=now, actor=username, action="login.succeeded", target=username, details={})
-    return issue_token(conn, username=username, name="login", ttl=ttl, actor=username, now=now)
+        return False
+    return stored is not None

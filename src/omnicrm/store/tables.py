@@ -368,6 +368,20 @@ campaigns = Table(
 )
 Index("ix_campaigns_status", campaigns.c.status)
 
+# Failed logins per user name and per client address (issue 18, point 4), kept in the database so
+# that every API worker and host sees one count. `value` is a bounded user name with any card
+# number masked, or an address; a record is forgotten (pruned) at `forget_at`.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # "name" or "address"
+    Column("value", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until", UtcDateTime),
+    Column("forget_at", UtcDateTime, nullable=False),
+)
+Index("ix_login_throttle_forget_at", login_throttle.c.forget_at)
+
 __all__ = [
     "api_tokens",
     "audit_head",
@@ -380,6 +394,7 @@ __all__ = [
     "identifiers",
     "instances",
     "library_generations",
+    "login_throttle",
     "merges",
     "metadata",
     "offsets",
