@@ -44,8 +44,13 @@ class Container:
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
-        """A read-only connection (its transaction is rolled back at the end)."""
+        """A read-only connection (its transaction is rolled back at the end) that sees one snapshot:
+        an answer composed of several queries never mixes commits. SQLite's read transaction is a
+        snapshot already; PostgreSQL's default READ COMMITTED is not, so readers use REPEATABLE READ
+        (a read-only transaction never fails to serialise there)."""
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
     def refresh_library(self) -> bool:
