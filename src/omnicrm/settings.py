@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
 
 
 class Settings(BaseSettings):
@@ -34,9 +36,13 @@ class Settings(BaseSettings):
     intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    # HMAC key of the tombstones an erasure leaves (README: data subjects' rights); production sets it.
+    pseudonym_key: SecretStr = Field(default=SecretStr(DEV_PSEUDONYM_KEY), min_length=32)
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:
         if self.env == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
+        if self.env == "production" and self.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
+            raise ValueError("set OMNICRM_PSEUDONYM_KEY (32+ random characters) when OMNICRM_ENV=production")
         return self

@@ -21,7 +21,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
+from omnicrm.api import admin, campaigns, conversations, customers, events, privacy, scenarios
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.pan_guard import PanGuard
@@ -169,6 +169,7 @@ def create_app(container: Container) -> FastAPI:
     for router in (
         events.router,
         admin.router,
+        privacy.router,
         customers.router,
         conversations.router,
         scenarios.router,
