@@ -13,13 +13,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Table, or_, select, text
+from sqlalchemy.engine import Connection
+from typer.testing import CliRunner
 
+from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container
+from omnicrm.cli import app as cli_app
+from omnicrm.services import auth
 from omnicrm.store.tables import metadata
 
+CATALOGUE = Path(__file__).resolve().parents[3] / "catalogue" / "events.yaml"
+SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
 Headers = dict[str, str]
 Json = dict[str, Any]
 PROBLEM = "application/problem+json"
@@ -132,14 +140,18 @@ def _erase(client: TestClient, cid: str, requester: Headers, approver: Headers) 
 
 def _rows_as_text(container: Container) -> str:
     """Every row of every table, as text (what a SELECT can still see)."""
-    chunks: list[str] = []
     with container.reader() as conn:
-        for table in metadata.sorted_tables:
-            if conn.dialect.name == "postgresql":
-                query = text(f'SELECT t::text FROM "{table.name}" t')  # noqa: S608 - names from our schema
-                chunks.extend(conn.execute(query).scalars())
-            else:
-                chunks.extend(repr(tuple(row)) for row in conn.execute(select(table)))
+        return _rows_as_text_on(conn)
+
+
+def _rows_as_text_on(conn: Connection) -> str:
+    chunks: list[str] = []
+    for table in metadata.sorted_tables:
+        if conn.dialect.name == "postgresql":
+            query = text(f'SELECT t::text FROM "{table.name}" t')  # noqa: S608 - names from our schema
+            chunks.extend(conn.execute(query).scalars())
+        else:
+            chunks.extend(repr(tuple(row)) for row in conn.execute(select(table)))
     return "\n".join(chunks)
 
 
@@ -367,3 +379,100 @@ def test_stale_replay_does_not_bring_the_person_back(
     rows = _rows_as_text(container)
     for name, value in values.items():
         assert value not in rows, f"{name} came back"
+
+
+def test_erasure_covers_merged_profiles_and_refuses_their_unmerge(
+    client: TestClient, container: Container, admin: Headers, compliance: Headers
+) -> None:
+    values = _person_values()
+    cid = _create_person(client, admin, values)
+    twin_body = {
+        "last_name": values["last_name"],
+        "identifiers": [{"kind": "email", "value": f"twin.{values['email']}"}],
+    }
+    twin = client.post("/v1/customers", json=twin_body, headers=admin).json()["id"]
+    merged = client.post(f"/v1/customers/{cid}/merge", json={"other_id": twin}, headers=admin)
+    assert merged.status_code == 200, merged.text
+
+    _erase(client, twin, compliance, admin)
+
+    assert client.get(f"/v1/customers/{cid}", headers=admin).json()["status"] == "erased"
+    _assert_problem(client.post(f"/v1/customers/{twin}/unmerge", headers=admin), 409)
+    rows = _rows_as_text(container)
+    for name, value in values.items():
+        assert value not in rows, f"{name} is still in a table"
+    again = client.post("/v1/customers", json=twin_body, headers=admin)
+    assert _assert_problem(again, 422)["type"] == "urn:omnicrm:problem:erased_subject"
+
+
+def test_import_of_an_erased_person_is_refused(
+    run: Callable[..., Any], cli_container: Callable[[], Container], tmp_path: Path
+) -> None:
+    """`omnicrm import customers` (bulk path) and `import events` refuse a line naming an erased person."""
+    assert run("migrate").exit_code == 0
+    container = cli_container()
+    with container.uow() as uow:
+        at = datetime.now(UTC)
+        tokens = {}
+        for name, role in (("dpo-1", "compliance"), ("dpo-2", "compliance"), ("root", "admin")):
+            auth.create_user(
+                uow.conn, username=name, role=role, password=None, branch=None, actor="test", now=at
+            )
+            tokens[name] = auth.issue_token(uow.conn, username=name, name="t", ttl=None, actor="test", now=at)
+        uow.commit()
+    headers = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
+    values = _person_values()
+    with TestClient(create_app(container)) as client:
+        cid = _create_person(client, headers["root"], values)
+        _erase(client, cid, headers["dpo-1"], headers["dpo-2"])
+    profiles = tmp_path / "profiles.jsonl"
+    line = {"first_name": values["first_name"], "identifiers": [{"kind": "phone", "value": values["phone"]}]}
+    profiles.write_bytes(
+        orjson.dumps({"identifiers": [{"kind": "cookie_id", "value": "ck-new"}]})
+        + b"\n"
+        + orjson.dumps(line)
+        + b"\n"
+    )
+    events = tmp_path / "events.jsonl"
+    event = {
+        "event_id": "imp-1",
+        "type": "auth.failed",
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "source": "web",
+        "identifiers": {"email": values["email"]},
+        "attributes": {"method": "otp"},
+    }
+    events.write_bytes(orjson.dumps(event) + b"\n")
+
+    imported = run("import", "customers", str(profiles))
+    imported_events = run("import", "events", str(events))
+
+    assert imported.exit_code != 0, imported.output
+    assert "erased" in imported.output
+    assert values["phone"] not in imported.output
+    assert imported_events.exit_code != 0, imported_events.output
+    assert "erased" in imported_events.output
+    with container.reader() as conn:
+        text_rows = _rows_as_text_on(conn)
+    assert values["first_name"] not in text_rows
+    assert "ck-new" not in text_rows
+
+
+def test_production_refuses_to_start_without_its_own_pseudonym_key() -> None:
+    """The development key is public (it is in the code): production must bring its own."""
+    env = {
+        "OMNICRM_ENV": "production",
+        "OMNICRM_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "OMNICRM_CATALOGUE_FILE": str(CATALOGUE),
+        "OMNICRM_SCENARIOS_DIR": str(SCENARIOS),
+    }
+    runner = CliRunner()
+
+    refused = runner.invoke(cli_app, ["check-config"], env=env)
+    accepted = runner.invoke(
+        cli_app, ["check-config"], env={**env, "OMNICRM_PSEUDONYM_KEY": uuid.uuid4().hex + uuid.uuid4().hex}
+    )
+
+    assert refused.exit_code != 0
+    assert "OMNICRM_PSEUDONYM_KEY" in str(refused.exception) + refused.output
+    assert accepted.exit_code == 0, accepted.output
