@@ -26,7 +26,7 @@ from omnicrm.domain.errors import Conflict, Forbidden, NotFound
 from omnicrm.domain.privacy import ERASED, OUTCOME, REQUESTED
 from omnicrm.services import identity
 from omnicrm.services.customers import live_id
-from omnicrm.store import audit, conversations, erasure, merging, offsets, profiles
+from omnicrm.store import audit, conversations, erasure, merging, profiles
 
 log = logging.getLogger(__name__)
 _CHECKPOINT_TRIES = 50
@@ -90,7 +90,8 @@ def _erase(
     conn: Connection, customer_id: str, *, request_id: str, now: datetime
 ) -> tuple[str, dict[str, int]]:
     """The erasure's writes, in the merges' lock order (conversation counters, then profiles), so no
-    merge, unmerge or decision batch moves the person's rows meanwhile."""
+    merge, unmerge or decision batch moves the person's rows meanwhile; moving every counter also
+    makes a decision batch decided on an older snapshot be decided again."""
     identity.queue_merge(conn)
     live = identity.hold_live(conn, [customer_id], exclusive=True).get(customer_id)
     if live is None:
@@ -102,7 +103,6 @@ def _erase(
     conversations.end_instances(conn, talks, outcome=OUTCOME, now=now)
     summary = {"conversations_ended": len(talks)}
     summary["messages_withdrawn"] = erasure.withdraw_queued(conn, ids, reason=OUTCOME, now=now)
-    offsets.touch_conversations(conn, ids, now)
     summary["identifiers"] = erasure.bury_identifiers(conn, ids, request_id=request_id, now=now)
     summary.update(erasure.scrub(conn, ids, now=now))
     return live, summary
