@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
 from omnicrm.domain.privacy import ERASED, ERASED_PROFILE, EXECUTED, REQUESTED, pseudonym
+from omnicrm.store.profiles import among
 from omnicrm.store.tables import (
     customers,
     erased_identifiers,
@@ -56,8 +57,9 @@ def erased_among(conn: Connection, pairs: Iterable[Pair]) -> set[Pair]:
     digests = {pseudonym(kind, value): (kind, value) for kind, value in set(pairs)}
     if not digests:
         return set()
+    # one bound parameter (`among`): the statement is compiled once, whatever the batch's size
     query = select(erased_identifiers.c.kind, erased_identifiers.c.digest).where(
-        erased_identifiers.c.digest.in_(sorted(digests))
+        among(conn, erased_identifiers.c.digest, digests)
     )
     return {digests[d] for kind, d in conn.execute(query) if digests[d][0] == kind}
 
