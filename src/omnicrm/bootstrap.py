@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from omnicrm.domain.catalogue import Catalogue
+from omnicrm.domain.privacy import use_pseudonym_key
 from omnicrm.domain.scenarios import Library
 from omnicrm.services import registry
 from omnicrm.services.datafiles import DataFileError, LibraryFiles, load_catalogue, read_library
@@ -105,6 +106,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     deploy needs no extra step). Files that are refused leave the last published library running;
     they fail the start only when nothing was ever published."""
     settings = settings or Settings()
+    use_pseudonym_key(settings.pseudonym_key.get_secret_value())  # the erasure tombstones' HMAC key
     engine = make_engine(settings.database_url)
     if migrate:
         migrations.upgrade(engine)

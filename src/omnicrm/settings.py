@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
 
 
 class Settings(BaseSettings):
@@ -47,9 +49,13 @@ class Settings(BaseSettings):
     login_forget_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # HMAC key of the tombstones an erasure leaves (README: data subjects' rights); production sets it.
+    pseudonym_key: SecretStr = Field(default=SecretStr(DEV_PSEUDONYM_KEY), min_length=32)
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:
         if self.env == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
+        if self.env == "production" and self.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
+            raise ValueError("set OMNICRM_PSEUDONYM_KEY (32+ random characters) when OMNICRM_ENV=production")
         return self

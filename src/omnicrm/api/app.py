@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
+from omnicrm.api import admin, campaigns, conversations, customers, events, privacy, scenarios
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
@@ -36,6 +36,7 @@ from omnicrm.services.group_commit import GroupCommitWriter
 ROUTERS: tuple[APIRouter, ...] = (
     events.router,
     admin.router,
+    privacy.router,  # before customers: its /{customer_id} would take `{id}:export`
     customers.router,
     conversations.router,
     scenarios.router,

@@ -23,6 +23,8 @@ class Permission(StrEnum):
     READ_CAMPAIGNS = "campaigns:read"
     WRITE_CAMPAIGNS = "campaigns:write"
     APPROVE_CAMPAIGNS = "campaigns:approve"  # never one's own campaign: maker-checker
+    EXPORT_PERSONAL_DATA = "personal-data:export"
+    ERASE_PERSONAL_DATA = "personal-data:erase"  # ask for, or approve another's, erasure: four eyes
 
 
 _ALL: Final = frozenset(Permission)
@@ -63,6 +65,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.READ_SCENARIOS,
             Permission.READ_CAMPAIGNS,
             Permission.APPROVE_CAMPAIGNS,
+            Permission.EXPORT_PERSONAL_DATA,
+            Permission.ERASE_PERSONAL_DATA,
         }
     ),
     "auditor": frozenset({Permission.READ_AUDIT, Permission.READ_CATALOGUE}),

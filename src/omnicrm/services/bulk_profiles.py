@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
 from omnicrm.domain.pan import contains_pan, find_pan_paths
+from omnicrm.domain.privacy import ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services import customers
 from omnicrm.services.contracts import CustomerIn
 from omnicrm.services.identity import new_customer_id
-from omnicrm.store import profiles
+from omnicrm.store import erasure, profiles
 
 Pair = tuple[str, str]
 _R = TypeVar("_R")
@@ -132,6 +133,7 @@ def upsert_many(
     """Create or update the profile of each (line, prepared line); returns (id, created) per item,
     in order. A refusal (a contract of another person, an unknown related person) is an
     InvalidInput whose errors carry the line."""
+    _refuse_erased(conn, items)
     known = {
         p: owner
         for p, (owner, _) in profiles.owners_of(
@@ -150,6 +152,16 @@ def upsert_many(
             raise InvalidInput(exc.detail, [ItemError(line, e.field, e.reason) for e in found]) from None
     pending.flush(conn)
     return results
+
+
+def _refuse_erased(conn: Connection, items: list[tuple[int, Prepared]]) -> None:
+    """A line naming an erased person's identifier is refused (it would bring them back)."""
+    erased = erasure.erased_among(conn, (p for _, item in items for p in item.pairs))
+    if erased:
+        reason = "names a person whose data was erased"
+        raise ErasedSubject(
+            [ItemError(line, "identifiers", reason) for line, item in items if erased & set(item.pairs)]
+        )
 
 
 def _one(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
+from omnicrm.domain.privacy import ERASED, ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES, PRODUCT_STATES
 from omnicrm.services.contracts import (
     ConsentIn,
@@ -21,7 +22,7 @@ from omnicrm.services.contracts import (
     RelationshipIn,
 )
 from omnicrm.services.identity import hold_live, merge_all, merge_pair, new_customer_id
-from omnicrm.store import audit, profiles, timeline
+from omnicrm.store import audit, erasure, profiles, timeline
 from omnicrm.store.tables import customers as customers_table
 
 Pair = tuple[str, str]
@@ -44,12 +45,25 @@ def normalise_pairs(items: list[IdentifierIn], prefix: str = "identifiers") -> l
 
 def resolve_owner(conn: Connection, pairs: list[Pair], *, actor: str, now: datetime) -> str | None:
     """The one live profile these identifiers point to, merging profiles when they point to several."""
+    refuse_erased(conn, pairs)
     owners = list(dict.fromkeys(cid for cid, _ in profiles.owners_of(conn, pairs).values()))
     if not owners:
         return None
     if len(owners) == 1:
         return held_id(conn, owners[0])
     return merge_all(conn, owners, reason="identifiers point to one person", actor=actor, now=now)
+
+
+def refuse_erased(conn: Connection, pairs: list[Pair], prefix: str = "identifiers") -> None:
+    """ErasedSubject if any of these identifiers belonged to a person whose data was erased."""
+    erased = erasure.erased_among(conn, pairs)
+    if erased:
+        errors = [
+            ItemError(None, f"{prefix}[{i}]", f"{kind}: names a person whose data was erased")
+            for i, (kind, value) in enumerate(pairs)
+            if (kind, value) in erased
+        ]
+        raise ErasedSubject(errors)
 
 
 def profile_values(data: CustomerFields | CustomerPatch) -> dict[str, Any]:
@@ -167,6 +181,8 @@ def held_id(conn: Connection, customer_id: str) -> str:
     root = hold_live(conn, [customer_id]).get(customer_id)
     if root is None:
         raise NotFound(f"customer {customer_id} does not exist")
+    if (profiles.get_customer(conn, root) or {}).get("status") == ERASED:
+        raise Conflict(f"customer {customer_id} was erased: nothing more is written to their profile")
     return root
 
 
@@ -196,6 +212,7 @@ def add_identifier(
 ) -> str:
     """Attach an identifier; if another profile holds it, the two merge. Returns the live id."""
     pair = normalise_pairs([item], prefix="identifier")[0]
+    refuse_erased(conn, [pair], prefix="identifier")
     owner = profiles.owners_of(conn, [pair]).get(pair)
     if owner is not None and owner[0] != customer_id:
         # a merge locks its profiles itself, after queueing behind the other merges

@@ -297,6 +297,8 @@ def unmerge(conn: Connection, *, customer_id: str, actor: str, now: datetime) ->
     if record is None:
         raise Conflict(f"customer {customer_id} is not merged into another profile")
     snapshot = record["snapshot"]
+    if snapshot.get("erased"):  # data subjects' rights: the snapshot's values were erased with the person
+        raise Conflict(f"customer {customer_id} was erased: the merge cannot be undone")
     survivor_id = str(record["survivor_id"])
     survivor_root = profiles.root_of(conn, [survivor_id]).get(survivor_id, survivor_id)
     profiles.lock_customers(conn, [customer_id, survivor_id, survivor_root], exclusive=True)

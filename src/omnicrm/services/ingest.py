@@ -20,11 +20,12 @@ from omnicrm.domain.catalogue import Catalogue, EventType, ProductEffect
 from omnicrm.domain.errors import CardNumberRefused, Conflict, InvalidInput, ItemError
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
+from omnicrm.domain.privacy import ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services import identity, opt_out
 from omnicrm.services.contracts import EventIn
 from omnicrm.services.identity import merge_pair, new_customer_id
-from omnicrm.store import profiles, timeline
+from omnicrm.store import erasure, profiles, timeline
 from omnicrm.store.uow import UnitOfWork
 
 Pair = tuple[str, str]
@@ -342,6 +343,7 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
         else:
             seen.add(item.event_id)
             fresh.append(item)
+    _refuse_erased(conn, items, fresh)
     resolver = _Resolver(conn, fresh, now)
     resolved = [resolver.resolve(item) for item in fresh]
     live = resolver.write(actor)
@@ -374,6 +376,25 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
         pending.discard(item.event_id)
         result.outcomes.append((item.event_id, status, owners.get(item.event_id)))
     return result
+
+
+def _refuse_erased(conn: Connection, items: list[Prepared], fresh: list[Prepared]) -> None:
+    """A new event naming an erased person (an identifier's tombstone, or their profile id) is
+    refused, never stored: it would bring them back. A replay of one of their own old event ids is
+    a duplicate, acknowledged before this and never stored either."""
+    erased = erasure.erased_among(conn, (p for item in fresh for p in item.pairs))
+    gone = erasure.erased_profiles(conn, (item.customer_id for item in fresh if item.customer_id))
+    if not erased and not gone:
+        return
+    wanted = {id(item) for item in fresh}
+    errors = [
+        ItemError(index, field, "names a person whose data was erased")
+        for index, item in enumerate(items)
+        if id(item) in wanted
+        for field in [f"identifiers.{k}" for k, v in item.pairs if (k, v) in erased]
+        + (["customer_id"] if item.customer_id in gone else [])
+    ]
+    raise ErasedSubject(errors)
 
 
 def store(

@@ -382,6 +382,38 @@ login_throttle = Table(
 )
 Index("ix_login_throttle_forget_at", login_throttle.c.forget_at)
 
+# Data subjects' rights: an erasure asked by one person and carried out on another's approval.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # requested | executed
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("approved_by", String(64)),
+    Column("executed_at", UtcDateTime),
+    Column("summary", Json),  # rows erased per table: counts only, never a value
+)
+Index("ix_erasure_requests_customer", erasure_requests.c.customer_id)
+Index(
+    "uq_erasure_requests_one_open",
+    erasure_requests.c.customer_id,
+    unique=True,
+    sqlite_where=erasure_requests.c.status == "requested",
+    postgresql_where=erasure_requests.c.status == "requested",
+)
+
+# What is left of an erased identifier: its keyed digest (domain/privacy.py), so intake refuses it.
+erased_identifiers = Table(
+    "erased_identifiers",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("request_id", Id, ForeignKey("erasure_requests.id"), nullable=False),
+    Column("erased_at", UtcDateTime, nullable=False),
+)
+
 __all__ = [
     "api_tokens",
     "audit_head",
@@ -390,6 +422,8 @@ __all__ = [
     "consents",
     "customers",
     "decisions",
+    "erased_identifiers",
+    "erasure_requests",
     "events",
     "identifiers",
     "instances",
