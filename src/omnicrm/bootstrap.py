@@ -19,6 +19,7 @@ from omnicrm.domain.scenarios import Library
 from omnicrm.services import registry
 from omnicrm.services.datafiles import DataFileError, LibraryFiles, load_catalogue, read_library
 from omnicrm.settings import Settings
+from omnicrm.store import audit_key
 from omnicrm.store import migrate as migrations
 from omnicrm.store import registry as registry_store
 from omnicrm.store.db import make_engine
@@ -101,6 +102,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     they fail the start only when nothing was ever published."""
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
+    audit_key.use_key(engine, audit_key.resolve(settings))
     if migrate:
         migrations.upgrade(engine)
     catalogue = load_catalogue(settings.catalogue_file)

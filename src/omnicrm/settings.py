@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AUDIT_KEY_MIN = 32
 
 
 class Settings(BaseSettings):
@@ -34,9 +36,24 @@ class Settings(BaseSettings):
     intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    # HMAC key of the audit chain; required in production (see store/audit_key.py for the default elsewhere)
+    audit_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:
         if self.env == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _audit_key_is_strong_and_set_in_production(self) -> Settings:
+        if self.audit_key is not None and len(self.audit_key.get_secret_value()) < AUDIT_KEY_MIN:
+            raise ValueError(f"OMNICRM_AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters long")
+        if self.env == "production" and self.audit_key is None:
+            raise ValueError(
+                "OMNICRM_AUDIT_KEY must be set when OMNICRM_ENV=production: the audit chain's secret, "
+                f"{AUDIT_KEY_MIN}+ random characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "kept outside the database and never changed while the log lives"
+            )
         return self
