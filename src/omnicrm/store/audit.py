@@ -238,7 +238,8 @@ def first_altered(conn: Connection, items: list[dict[str, Any]]) -> int | None:
     if not items:
         return None
     key, legacy = key_for(conn.engine), _head_row(conn).legacy_last_id
-    bad = [item["id"] for item in items if item["hash"] != _digest_of(key, legacy, _ItemRow(**item))]
+    rows = [_ItemRow(*(item[name] for name in _ItemRow._fields)) for item in items]
+    bad = [row.id for row in rows if row.hash != _digest_of(key, legacy, row)]
     return min(bad) if bad else None
 
 

@@ -18,7 +18,7 @@ _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def _seal(key: bytes, parts: list[Any]) -> str:
-    return hmac.new(key, orjson.dumps(parts, option=_CANONICAL), hashlib.sha256).hexdigest()
+    return hmac.digest(key, orjson.dumps(parts, option=_CANONICAL), "sha256").hex()
 
 
 def same(a: str | None, b: str) -> bool:
