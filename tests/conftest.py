@@ -17,7 +17,8 @@ from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import auth
 from omnicrm.settings import Settings
-from omnicrm.store.audit import GENESIS
+from omnicrm.store import audit_key
+from omnicrm.store.audit_digest import GENESIS, head_mac
 from omnicrm.store.tables import audit_head, metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,30 @@ def _wipe(container: Container) -> None:
                 conn.execute(update(table).values(merged_into=None))
             if table.name != "audit_head":
                 conn.execute(delete(table))
-        conn.execute(update(audit_head).values(last_hash=GENESIS))
+        conn.execute(
+            update(audit_head).values(
+                last_hash=GENESIS,
+                last_id=0,
+                entry_count=0,
+                at=None,
+                legacy_last_id=0,
+                tampered_since=None,
+                mac=head_mac(
+                    audit_key.key_for(container.engine),
+                    last_id=0,
+                    entry_count=0,
+                    last_hash=GENESIS,
+                    at=None,
+                    legacy_last_id=0,
+                    tampered_since=None,
+                ),
+                checked_id=0,
+                checked_count=0,
+                checked_hash=GENESIS,
+                checked_at=None,
+                checked_mac=None,
+            )
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

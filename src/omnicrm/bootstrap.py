@@ -20,6 +20,7 @@ from omnicrm.domain.scenarios import Library
 from omnicrm.services import registry
 from omnicrm.services.datafiles import DataFileError, LibraryFiles, load_catalogue, read_library
 from omnicrm.settings import Settings
+from omnicrm.store import audit_key
 from omnicrm.store import migrate as migrations
 from omnicrm.store import registry as registry_store
 from omnicrm.store.db import make_engine
@@ -108,6 +109,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     settings = settings or Settings()
     use_pseudonym_key(settings.pseudonym_key.get_secret_value())  # the erasure tombstones' HMAC key
     engine = make_engine(settings.database_url)
+    audit_key.use_key(engine, audit_key.resolve(settings))
     if migrate:
         migrations.upgrade(engine)
     catalogue = load_catalogue(settings.catalogue_file)

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
 
+AUDIT_KEY_MIN = 32
+
 
 class Settings(BaseSettings):
     """Runtime settings; see the configuration table in the README."""
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # HMAC key of the tombstones an erasure leaves (README: data subjects' rights); production sets it.
     pseudonym_key: SecretStr = Field(default=SecretStr(DEV_PSEUDONYM_KEY), min_length=32)
+    # HMAC key of the audit chain; required in production (see store/audit_key.py for the default elsewhere)
+    audit_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:
@@ -58,4 +62,17 @@ class Settings(BaseSettings):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
         if self.env == "production" and self.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
             raise ValueError("set OMNICRM_PSEUDONYM_KEY (32+ random characters) when OMNICRM_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _audit_key_is_strong_and_set_in_production(self) -> Settings:
+        if self.audit_key is not None and len(self.audit_key.get_secret_value()) < AUDIT_KEY_MIN:
+            raise ValueError(f"OMNICRM_AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters long")
+        if self.env == "production" and self.audit_key is None:
+            raise ValueError(
+                "OMNICRM_AUDIT_KEY must be set when OMNICRM_ENV=production: the audit chain's secret, "
+                f"{AUDIT_KEY_MIN}+ random characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "kept outside the database and never changed while the log lives"
+            )
         return self

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from omnicrm.api.deps import ContainerDep, current_principal, require
 from omnicrm.api.responses import FastJSON, Problem, problem
+from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import Conflict, Unauthenticated
 from omnicrm.domain.login_throttle import Policy
 from omnicrm.domain.permissions import Permission
@@ -181,10 +182,28 @@ def deactivate_user(username: str, request: Request, container: ContainerDep, wh
     return Response(status_code=204)
 
 
-@router.get("/v1/audit", summary="The audit trail, newest first")
+Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT))]
+
+
+def _checked(container: Container, *, full: bool) -> audit.Verdict:
+    """Verify (from the checkpoint unless `full`), then move the checkpoint in its own short write."""
+    with container.reader() as conn:
+        verdict = audit.verify(conn, full=full)
+    if verdict.through is not None:
+        with container.uow() as uow:
+            audit.save_checkpoint(uow.conn, verdict, datetime.now(UTC))
+            uow.commit()
+    return verdict
+
+
+@router.get(
+    "/v1/audit",
+    summary="The audit trail, newest first; the chain is checked since the last verified point and "
+    "every entry shown is checked against its own hash",
+)
 def audit_trail(
     container: ContainerDep,
-    who: Annotated[Principal, Depends(require(Permission.READ_AUDIT))],
+    who: Auditor,
     action: str | None = None,
     target: str | None = None,
     before_id: int | None = None,
@@ -192,8 +211,35 @@ def audit_trail(
 ) -> dict[str, Any]:
     with container.reader() as conn:
         items = audit.entries(conn, action=action, target=target, before_id=before_id, limit=limit)
-        intact, checked = audit.verify(conn)
-    return {"items": items, "chain_intact": intact, "entries_checked": checked}
+        altered = audit.first_altered(conn, items)
+    verdict = _checked(container, full=False)
+    found = [i for i in (altered, verdict.first_bad_id) if i is not None]
+    return {
+        "items": items,
+        "chain_intact": verdict.intact and altered is None,
+        "entries_checked": verdict.entries_checked,
+        "first_bad_id": min(found, default=None),
+        "reason": "an entry shown was altered" if altered is not None else verdict.reason,
+    }
+
+
+@router.get(
+    "/v1/audit/verify",
+    summary="Verify the audit chain: from the last verified point, or from the start with full=true; "
+    "where it breaks, the first bad entry",
+)
+def audit_verify(container: ContainerDep, who: Auditor, full: bool = False) -> dict[str, Any]:
+    return _checked(container, full=full).as_dict()
+
+
+@router.get(
+    "/v1/audit/head",
+    summary="Where the audit chain ends (last id, count, hash, time): keep it outside the database "
+    "and check later that it is still a prefix (omnicrm audit verify --anchor)",
+)
+def audit_head(container: ContainerDep, who: Auditor) -> dict[str, Any]:
+    with container.reader() as conn:
+        return audit.head(conn)
 
 
 @router.get("/v1/catalogue/events", summary="The event catalogue: types, kinds and attribute schemas")

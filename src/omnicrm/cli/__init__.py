@@ -1,4 +1,4 @@
-"""The `omnicrm` command: migrate, serve, demo, generate, import, users, tokens, check-config, bench."""
+"""The `omnicrm` command: migrate, serve, demo, generate, import, users, audit, check-config, bench."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import uvicorn
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
+from omnicrm.cli.audit import audit_app
 from omnicrm.cli.common import (
     CLI_ACTOR,
     console,
@@ -45,6 +46,7 @@ app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args
 bench_app = typer.Typer(help="Benchmarks that print figures.")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenarios_app, name="scenarios")
 app.command("replay")(replay_command)

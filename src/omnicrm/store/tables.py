@@ -218,12 +218,24 @@ audit_log = Table(
 Index("ix_audit_action", audit_log.c.action, audit_log.c.at)
 Index("ix_audit_target", audit_log.c.target)
 
-# One row, locked to serialise appends to the audit chain.
+# One row, locked to serialise appends to the audit chain: where the chain ends (MACed with the
+# audit key, so editing it alone shows) and the last point a verification found intact (MACed too).
 audit_head = Table(
     "audit_head",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("last_hash", String(64), nullable=False),
+    Column("last_id", BigInteger, nullable=False, server_default="0"),
+    Column("entry_count", BigInteger, nullable=False, server_default="0"),
+    Column("at", UtcDateTime),  # when the last entry was appended
+    Column("legacy_last_id", BigInteger, nullable=False, server_default="0"),  # unkeyed up to here
+    Column("tampered_since", BigInteger),  # first entry appended onto a head that did not verify
+    Column("mac", String(64)),
+    Column("checked_id", BigInteger, nullable=False, server_default="0"),
+    Column("checked_count", BigInteger, nullable=False, server_default="0"),
+    Column("checked_hash", String(64), nullable=False, server_default="0" * 64),
+    Column("checked_at", UtcDateTime),
+    Column("checked_mac", String(64)),
 )
 
 # Every decision the engine made, with its reasons (rule outcomes, score terms, versions).
