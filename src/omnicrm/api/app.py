@@ -14,14 +14,13 @@ import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, scenarios
+from omnicrm.api import admin, campaigns, conversations, customers, events, openapi, scenarios
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.pan_guard import PanGuard
@@ -199,14 +198,9 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus the event envelope the intake routes read from the raw body."""
+    """The contract (api/openapi.py), with the event envelope the intake routes read from the raw body."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
         event = events.event_schema()
-        components.update(event.pop("$defs", {}))
-        components["EventIn"] = event
-        app.openapi_schema = schema
+        extra = {**event.pop("$defs", {}), "EventIn": event}
+        app.openapi_schema = openapi.build(app, extra)
     return app.openapi_schema
