@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own HTTP errors (unknown route, wrong method, a body it could not
     read) as problem+json rather than `{"detail": ...}`."""
     assert isinstance(exc, StarletteHTTPException)
@@ -79,7 +80,30 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else phrase
     answer = problem(exc.status_code, code, phrase, detail)
     answer.headers.update(exc.headers or {})
+    allowed = _allowed(request) if exc.status_code == 405 else None
+    if allowed:
+        answer.headers["Allow"] = ", ".join(allowed)
     return answer
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method the OpenAPI lists for the path asked. Starlette names only the first route
+    matching the path, though GET and POST /v1/campaigns are two routes; and a template with a
+    parameter also matches a more specific one (`/v1/campaigns/{id}` matches
+    `/v1/campaigns/X:approve`), so the template with the longest fixed text wins."""
+    path = request.url.path
+    best: tuple[int, list[str]] = (-1, [])
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "".join(
+            "[^/]+" if part.startswith("{") else re.escape(part) for part in _PARAMETER.split(template)
+        )
+        fixed = len(_PARAMETER.sub("", template))
+        if fixed > best[0] and re.fullmatch(pattern, path):
+            best = (fixed, sorted(method.upper() for method in operations))
+    return best[1]
+
+
+_PARAMETER = re.compile(r"(\{[^}]*\})")
 
 
 _UNREADABLE_BODY = "There was an error parsing the body"  # fastapi.routing's detail for it

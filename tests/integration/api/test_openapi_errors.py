@@ -157,3 +157,48 @@ def test_a_new_users_password_states_its_minimum_length(
     assert refused.status_code == 422
     assert refused.headers["content-type"] == PROBLEM
     assert [e["field"] for e in refused.json()["errors"]] == ["password"]
+
+
+@pytest.mark.parametrize(
+    ("template", "path"),
+    [
+        ("/v1/campaigns", "/v1/campaigns"),
+        ("/v1/campaigns/{campaign_id}", "/v1/campaigns/01NOSUCHCAMPAIGN000000000"),
+        ("/v1/campaigns/{campaign_id}:approve", "/v1/campaigns/01NOSUCHCAMPAIGN000000000:approve"),
+        ("/v1/customers/{customer_id}/consents", "/v1/customers/nobody/consents"),
+        ("/v1/users/{username}/tokens", "/v1/users/someone/tokens"),
+    ],
+)
+def test_a_wrong_method_lists_the_documented_methods_of_its_path_in_allow(
+    client: TestClient, admin: dict[str, str], template: str, path: str
+) -> None:
+    documented = {method.upper() for method in _spec(client)["paths"][template]}
+    answer = client.request("PUT", path, json={}, headers=admin)
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == PROBLEM
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == documented
+
+
+def test_a_flag_is_a_json_boolean_not_a_word(
+    client: TestClient, admin: dict[str, str], state_counts: Callable[[], dict[str, int]]
+) -> None:
+    before = state_counts()
+    body = {
+        "identifiers": [{"kind": "cbs_id", "value": "CBS-FLAG-1"}],
+        "consents": [{"channel": "email", "purpose": "marketing", "granted": "yes"}],
+    }
+    refused = client.post("/v1/customers", json=body, headers=admin)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["consents.0.granted"]
+    assert state_counts() == before
+
+
+def test_a_time_zone_is_one_the_schema_lists(client: TestClient, admin: dict[str, str]) -> None:
+    schemas = _spec(client)["components"]["schemas"]
+    for name in ("CustomerIn", "CustomerPatch"):
+        zone = schemas[name]["properties"]["timezone"]
+        listed = next(alt["enum"] for alt in zone["anyOf"] if "enum" in alt)
+        assert "Europe/Kyiv" in listed
+        assert "" not in listed
+    body = {"identifiers": [{"kind": "cbs_id", "value": "CBS-ZONE-1"}], "timezone": ""}
+    assert client.post("/v1/customers", json=body, headers=admin).status_code == 422
