@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omnicrm import __version__
@@ -27,10 +31,13 @@ from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.pan_guard import PanGuard
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
-from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
+from omnicrm.domain.errors import DomainError, InvalidInput, ItemError, Unavailable
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
+from omnicrm.store.disk_full import is_disk_full
+
+log = logging.getLogger(__name__)
 
 
 async def _domain_error(_: Request, exc: Exception) -> Problem:
@@ -106,6 +113,17 @@ def _allowed(request: Request) -> list[str]:
 _PARAMETER = re.compile(r"(\{[^}]*\})")
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A full disk is the operator's to fix and the client's to retry: 503 with Retry-After and one
+    log line without a traceback (with a full disk every request fails; a traceback each would bury
+    the cause). Any other database error stays a 500."""
+    if not is_disk_full(exc):
+        raise exc
+    log.warning("database full: %s %s answered 503", request.method, request.url.path)
+    return domain_problem(Unavailable(_FULL))
+
+
+_FULL = "the database cannot grow (its disk is full): nothing of this request was stored; try again later"
 _UNREADABLE_BODY = "There was an error parsing the body"  # fastapi.routing's detail for it
 
 
@@ -185,6 +203,8 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in (DBAPIError, sqlite3.Error, psycopg.Error):
+        app.add_exception_handler(database_error, _database_error)
     if container.settings.intake_fast_path and not container.settings.opentelemetry:
         app.add_middleware(IntakeFastPath, state=app.state)  # inside PanGuard: card numbers refused first
     app.add_middleware(PanGuard)
