@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from omnicrm.api.deps import ContainerDep, current_principal, require
 from omnicrm.api.responses import FastJSON, Problem, problem
@@ -33,7 +33,7 @@ class LoginIn(Strict):
 class UserIn(Strict):
     username: Label
     role: Role
-    password: str | None = None
+    password: Annotated[str, StringConstraints(min_length=auth.PASSWORD_MIN_LENGTH)] | None = None
     branch: Label | None = None
 
 

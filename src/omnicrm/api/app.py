@@ -4,33 +4,40 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
+import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, privacy, scenarios
+from omnicrm.api import admin, campaigns, conversations, customers, events, openapi, privacy, scenarios
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
-from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
+from omnicrm.domain.errors import DomainError, InvalidInput, ItemError, Unavailable
 from omnicrm.services.campaign_launch import CampaignScheduler
 from omnicrm.services.decider import DecisionWorker
 from omnicrm.services.group_commit import GroupCommitWriter
+from omnicrm.store.disk_full import is_disk_full
+
+log = logging.getLogger(__name__)
 
 # Routes are matched in order: the hot intake routes come first.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -80,7 +87,7 @@ async def _validation_error(_: Request, exc: Exception) -> Problem:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own HTTP errors (unknown route, wrong method, a body it could not
     read) as problem+json rather than `{"detail": ...}`."""
     assert isinstance(exc, StarletteHTTPException)
@@ -99,9 +106,43 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else phrase
     answer = problem(exc.status_code, code, phrase, detail)
     answer.headers.update(exc.headers or {})
+    allowed = _allowed(request) if exc.status_code == 405 else None
+    if allowed:
+        answer.headers["Allow"] = ", ".join(allowed)
     return answer
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method the OpenAPI lists for the path asked. Starlette names only the first route
+    matching the path, though GET and POST /v1/campaigns are two routes; and a template with a
+    parameter also matches a more specific one (`/v1/campaigns/{id}` matches
+    `/v1/campaigns/X:approve`), so the template with the longest fixed text wins."""
+    path = request.url.path
+    best: tuple[int, list[str]] = (-1, [])
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "".join(
+            "[^/]+" if part.startswith("{") else re.escape(part) for part in _PARAMETER.split(template)
+        )
+        fixed = len(_PARAMETER.sub("", template))
+        if fixed > best[0] and re.fullmatch(pattern, path):
+            best = (fixed, sorted(method.upper() for method in operations))
+    return best[1]
+
+
+_PARAMETER = re.compile(r"(\{[^}]*\})")
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A full disk is the operator's to fix and the client's to retry: 503 with Retry-After and one
+    log line without a traceback (with a full disk every request fails; a traceback each would bury
+    the cause). Any other database error stays a 500."""
+    if not is_disk_full(exc):
+        raise exc
+    log.warning("database full: %s %s answered 503", request.method, request.url.path)
+    return domain_problem(Unavailable(_FULL))
+
+
+_FULL = "the database cannot grow (its disk is full): nothing of this request was stored; try again later"
 _UNREADABLE_BODY = "There was an error parsing the body"  # fastapi.routing's detail for it
 
 
@@ -181,6 +222,8 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in (DBAPIError, sqlite3.Error, psycopg.Error):
+        app.add_exception_handler(database_error, _database_error)
     if container.settings.intake_fast_path and not container.settings.opentelemetry:
         app.add_middleware(IntakeFastPath, state=app.state)  # inside the front door: checked first
     settings = container.settings
@@ -241,14 +284,9 @@ _DOCS_START = b"""window.ui = SwaggerUIBundle({
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus the event envelope the intake routes read from the raw body."""
+    """The contract (api/openapi.py), with the event envelope the intake routes read from the raw body."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
         event = events.event_schema()
-        components.update(event.pop("$defs", {}))
-        components["EventIn"] = event
-        app.openapi_schema = schema
+        extra = {**event.pop("$defs", {}), "EventIn": event}
+        app.openapi_schema = openapi.build(app, extra)
     return app.openapi_schema

@@ -60,7 +60,12 @@ def _retried(work: Callable[[], _T]) -> _T:
     raise AssertionError("unreachable")
 
 
-@router.post("", status_code=200, summary="Create a profile, or update the one its identifiers point to")
+@router.post(
+    "",
+    status_code=200,
+    responses={201: {"description": "A new profile was created (200: an existing one was updated)"}},
+    summary="Create a profile, or update the one its identifiers point to",
+)
 def upsert_customer(body: CustomerIn, container: ContainerDep, who: Writer) -> FastJSON:
     def work() -> tuple[dict[str, Any], bool]:
         with container.uow() as uow:

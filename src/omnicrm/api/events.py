@@ -22,7 +22,10 @@ router = APIRouter(tags=["events"], default_response_class=FastJSON)
 EventWriter = Annotated[Principal, Depends(require(Permission.WRITE_EVENTS))]
 InteractionWriter = Annotated[Principal, Depends(require(Permission.WRITE_INTERACTIONS))]
 _EVENT_SCHEMA = {"$ref": "#/components/schemas/EventIn"}
-_ONE = {"requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}}
+_ONE = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}},
+    "responses": {"200": {"description": "A replay of a stored event_id: acknowledged, nothing changed"}},
+}
 _MANY = {
     "requestBody": {
         "required": True,
@@ -32,7 +35,9 @@ _MANY = {
                     "type": "object",
                     "required": ["items"],
                     "additionalProperties": False,
-                    "properties": {"items": {"type": "array", "maxItems": 1000, "items": _EVENT_SCHEMA}},
+                    "properties": {
+                        "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _EVENT_SCHEMA}
+                    },
                 }
             }
         },

@@ -15,6 +15,7 @@ from omnicrm.domain.errors import (
     ItemError,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 
 _STATUS: dict[type[DomainError], int] = {
@@ -23,6 +24,7 @@ _STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     Forbidden: 403,
     Unauthenticated: 401,
+    Unavailable: 503,
 }
 
 
@@ -59,4 +61,7 @@ def domain_problem(exc: DomainError) -> Problem:
     """The problem response of a business error (its status from its class, 400 if none is mapped)."""
     status = next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 400)
     errors = exc.errors if isinstance(exc, InvalidInput) else None
-    return problem(status, exc.code, exc.title, exc.detail, errors)
+    answer = problem(status, exc.code, exc.title, exc.detail, errors)
+    if isinstance(exc, Unavailable):
+        answer.headers["Retry-After"] = str(exc.retry_after)
+    return answer

@@ -64,3 +64,15 @@ class Forbidden(DomainError):
 class Unauthenticated(DomainError):
     code = "unauthenticated"
     title = "Authentication required"
+
+
+class Unavailable(DomainError):
+    """The service cannot take the request now (the database's disk is full): nothing was stored,
+    and the same request may succeed after `retry_after` seconds."""
+
+    code = "storage_full"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 30) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

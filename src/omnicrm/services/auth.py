@@ -43,6 +43,9 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+PASSWORD_MIN_LENGTH = 12  # stated in the OpenAPI too (api/admin.py UserIn)
+
+
 def create_user(
     conn: Connection,
     *,
@@ -56,8 +59,9 @@ def create_user(
     """Create a user with a role; a password is optional (integrations use tokens only)."""
     if role not in ROLES:
         raise InvalidInput("unknown role", [ItemError(None, "role", f"choose one of {', '.join(ROLES)}")])
-    if password is not None and len(password) < 12:
-        raise InvalidInput("weak password", [ItemError(None, "password", "use at least 12 characters")])
+    if password is not None and len(password) < PASSWORD_MIN_LENGTH:
+        reason = f"use at least {PASSWORD_MIN_LENGTH} characters"
+        raise InvalidInput("weak password", [ItemError(None, "password", reason)])
     if accounts.user_by_name(conn, username) is not None:
         raise Conflict(f"user {username!r} exists")
     user_id = accounts.insert_user(

@@ -6,7 +6,16 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from omnicrm.domain.identifiers import IdentifierKind
@@ -26,6 +35,10 @@ Source = Literal["mobile_app", "web", "branch", "core_banking", "call_centre", "
 Touchpoint = Literal["mobile", "web", "branch", "email", "sms", "webpush", "inapp", "callcentre", "core"]
 Language = Literal["uk", "en"]
 _ZONES = frozenset(available_timezones())
+# The server takes only IANA zone names (`_known_zone` below): the schema lists them, so that a
+# request the schema allows is one the server takes. Booleans are strict for the same reason:
+# "yes" or 1 are not in the schema, so they are refused rather than coerced.
+Zone = Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(_ZONES)})]
 
 
 class Strict(BaseModel):
@@ -45,16 +58,16 @@ class PreferencesIn(Strict):
 
 
 class ConstraintsIn(Strict):
-    do_not_contact: bool | None = None
-    vulnerable: bool | None = None
-    fraud_case_open: bool | None = None
+    do_not_contact: StrictBool | None = None
+    vulnerable: StrictBool | None = None
+    fraud_case_open: StrictBool | None = None
     channel_blacklist: list[Channel] | None = None
 
 
 class ConsentIn(Strict):
     channel: Channel
     purpose: Purpose
-    granted: bool
+    granted: StrictBool
     legal_basis: Literal["consent", "contract", "legal_obligation", "legitimate_interest"] = "consent"
     source: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "api"
     effective_at: AwareDatetime | None = None
@@ -86,7 +99,7 @@ class CustomerFields(Strict):
     last_name: Name | None = None
     date_of_birth: dt.date | None = None
     language: Language | None = None
-    timezone: str | None = None
+    timezone: Zone | None = None
     branch: Label | None = None
     relationship_manager: Name | None = None
     value_tier: ValueTier | None = None
@@ -169,5 +182,5 @@ class MassUpdateSet(Strict):
 class MassUpdateIn(Strict):
     filter: MassUpdateFilter
     set: MassUpdateSet
-    dry_run: bool = True
+    dry_run: StrictBool = True
     reason: Annotated[str, StringConstraints(min_length=3, max_length=200)]

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from omnicrm.domain.errors import DomainError
+from omnicrm.domain.errors import DomainError, Unavailable
 from omnicrm.services.ingest import IngestResult, Prepared, store
+from omnicrm.store.disk_full import is_disk_full
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 Outcome = tuple[str, str, str | None]
+_FULL = "the database cannot grow (its disk is full): nothing of this request was stored; try again later"
 
 
 @dataclass(slots=True)
@@ -104,6 +106,12 @@ class GroupCommitWriter:
         try:
             outcomes = self._commit(batch)
         except Exception as exc:
+            if is_disk_full(exc):
+                # Written alone, each event would meet the same full disk: the whole group (rolled
+                # back, nothing of it stored) is answered 503, with one log line and no traceback.
+                log.warning("database full: a group of %d events was not stored (503)", len(batch))
+                self._answer(batch, None, Unavailable(_FULL))
+                return
             if len(batch) == 1:
                 if not isinstance(exc, DomainError):
                     log.exception("event %s could not be stored", batch[0].item.event_id)
