@@ -100,7 +100,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     deploy needs no extra step). Files that are refused leave the last published library running;
     they fail the start only when nothing was ever published."""
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if migrate:
         migrations.upgrade(engine)
     catalogue = load_catalogue(settings.catalogue_file)

@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The event catalogue and the scenario library ship inside the package (package data), so every
+# command finds them from any working directory; OMNICRM_CATALOGUE_FILE / OMNICRM_SCENARIOS_DIR
+# name the bank's own files instead.
+SHIPPED_DATA = Path(__file__).resolve().parent / "data"
+SHIPPED_CATALOGUE = SHIPPED_DATA / "catalogue" / "events.yaml"
+SHIPPED_SCENARIOS = SHIPPED_DATA / "scenarios"
 
 
 class Settings(BaseSettings):
@@ -16,8 +23,12 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///./var/omnicrm.db"
-    catalogue_file: Path = Path("catalogue/events.yaml")
-    scenarios_dir: Path = Path("scenarios")
+    # SQLite (WAL) at each commit: FULL syncs the log to disk, so an acknowledged write survives a
+    # power cut; NORMAL syncs only at checkpoints - faster, but the last commits before a power cut
+    # (never a process crash) may be lost. PostgreSQL: see store/db.py (synchronous_commit).
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    catalogue_file: Path = SHIPPED_CATALOGUE
+    scenarios_dir: Path = SHIPPED_SCENARIOS
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
@@ -34,6 +45,14 @@ class Settings(BaseSettings):
     intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _pragma_case(cls, value: object) -> object:
+        """SQLite's pragma values are case-insensitive; a refused value is reported as given."""
+        if isinstance(value, str) and value.upper() in ("FULL", "NORMAL"):
+            return value.upper()
+        return value
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:
