@@ -34,5 +34,7 @@ services:
 bench: install
 	$(BIN)/omnicrm bench ingest
 
+## Removes the virtualenv, the caches and var/ (the default SQLite database and the generated data sets).
 clean:
-	rm -rf $(VENV) omnicrm.db omnicrm.db-* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	@echo "removed $(VENV), var/ (SQLite database var/omnicrm.db, generated data) and the tool caches"

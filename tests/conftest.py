@@ -6,7 +6,6 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,20 +15,19 @@ from sqlalchemy.engine import make_url
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import auth
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import audit_key
 from omnicrm.store.audit_digest import GENESIS, head_mac
 from omnicrm.store.tables import audit_head, metadata
 
-ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("OMNICRM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _settings(url: str) -> Settings:
     return Settings(
         database_url=url,
-        catalogue_file=ROOT / "catalogue" / "events.yaml",
-        scenarios_dir=ROOT / "scenarios",
+        catalogue_file=SHIPPED_CATALOGUE,
+        scenarios_dir=SHIPPED_SCENARIOS,
         env="test",
     )
 

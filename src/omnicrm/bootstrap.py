@@ -108,7 +108,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Con
     they fail the start only when nothing was ever published."""
     settings = settings or Settings()
     use_pseudonym_key(settings.pseudonym_key.get_secret_value())  # the erasure tombstones' HMAC key
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     audit_key.use_key(engine, audit_key.resolve(settings))
     if migrate:
         migrations.upgrade(engine)

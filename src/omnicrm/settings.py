@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
 
 AUDIT_KEY_MIN = 32
+
+# The event catalogue and the scenario library ship inside the package (package data), so every
+# command finds them from any working directory; OMNICRM_CATALOGUE_FILE / OMNICRM_SCENARIOS_DIR
+# name the bank's own files instead.
+SHIPPED_DATA = Path(__file__).resolve().parent / "data"
+SHIPPED_CATALOGUE = SHIPPED_DATA / "catalogue" / "events.yaml"
+SHIPPED_SCENARIOS = SHIPPED_DATA / "scenarios"
 
 
 class Settings(BaseSettings):
@@ -20,8 +27,12 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///./var/omnicrm.db"
-    catalogue_file: Path = Path("catalogue/events.yaml")
-    scenarios_dir: Path = Path("scenarios")
+    # SQLite (WAL) at each commit: FULL syncs the log to disk, so an acknowledged write survives a
+    # power cut; NORMAL syncs only at checkpoints - faster, but the last commits before a power cut
+    # (never a process crash) may be lost. PostgreSQL: see store/db.py (synchronous_commit).
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    catalogue_file: Path = SHIPPED_CATALOGUE
+    scenarios_dir: Path = SHIPPED_SCENARIOS
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
@@ -55,6 +66,14 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr = Field(default=SecretStr(DEV_PSEUDONYM_KEY), min_length=32)
     # HMAC key of the audit chain; required in production (see store/audit_key.py for the default elsewhere)
     audit_key: SecretStr | None = None
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _pragma_case(cls, value: object) -> object:
+        """SQLite's pragma values are case-insensitive; a refused value is reported as given."""
+        if isinstance(value, str) and value.upper() in ("FULL", "NORMAL"):
+            return value.upper()
+        return value
 
     @model_validator(mode="after")
     def _production_is_not_embedded(self) -> Settings:

@@ -17,12 +17,11 @@ from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.cli import app
 from omnicrm.services import auth
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.tables import customers, events
 
-ROOT = Path(__file__).resolve().parents[2]
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
-SCENARIOS = ROOT / "scenarios"
+CATALOGUE = SHIPPED_CATALOGUE
+SCENARIOS = SHIPPED_SCENARIOS
 Invoke = Callable[..., Result]
 
 

@@ -11,8 +11,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from omnicrm.cli import app
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 
-ROOT = Path(__file__).resolve().parents[2]
 Invoke = Callable[..., Result]
 
 
@@ -21,8 +21,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     monkeypatch.chdir(tmp_path)
     env = {
         "OMNICRM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "OMNICRM_CATALOGUE_FILE": str(ROOT / "catalogue" / "events.yaml"),
-        "OMNICRM_SCENARIOS_DIR": str(ROOT / "scenarios"),
+        "OMNICRM_CATALOGUE_FILE": str(SHIPPED_CATALOGUE),
+        "OMNICRM_SCENARIOS_DIR": str(SHIPPED_SCENARIOS),
     }
 
     def invoke(*args: str) -> Result:

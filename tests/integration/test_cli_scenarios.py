@@ -16,10 +16,11 @@ from typer.testing import CliRunner, Result
 
 from omnicrm.bootstrap import Container
 from omnicrm.cli import app
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 from omnicrm.store.tables import library_generations, scenario_versions
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "scenarios"
+SHIPPED = SHIPPED_SCENARIOS
 LOAN = "loan-application-reminder"
 RETIRED = "card-tariff-interest"
 Invoke = Callable[..., Result]
@@ -39,7 +40,7 @@ def run(container: Container, scenarios_dir: Path, tmp_path: Path, monkeypatch: 
     runner = CliRunner()
     env = {
         "OMNICRM_DATABASE_URL": container.engine.url.render_as_string(hide_password=False),
-        "OMNICRM_CATALOGUE_FILE": str(ROOT / "catalogue" / "events.yaml"),
+        "OMNICRM_CATALOGUE_FILE": str(SHIPPED_CATALOGUE),
         "OMNICRM_SCENARIOS_DIR": str(scenarios_dir),
         "OMNICRM_ENV": "test",
     }

@@ -18,12 +18,10 @@ from sqlalchemy import select
 
 from omnicrm.bootstrap import bootstrap
 from omnicrm.services import auth
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import offsets
 from omnicrm.store.leader import DECIDER
 from omnicrm.store.tables import events
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _port() -> int:
@@ -60,7 +58,7 @@ def _workers_of(parent: int) -> list[int]:
 
 def test_the_worker_process_decides_and_stops_with_serve(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'served.db'}"
-    catalogue, scenarios = ROOT / "catalogue" / "events.yaml", ROOT / "scenarios"
+    catalogue, scenarios = SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
     container = bootstrap(
         Settings(database_url=url, catalogue_file=catalogue, scenarios_dir=scenarios), migrate=True
     )

@@ -25,12 +25,11 @@ from omnicrm.bootstrap import bootstrap
 from omnicrm.catchup import MIN_EVENTS
 from omnicrm.services.importer import import_customers, import_events
 from omnicrm.services.ingest import EVENT_KINDS
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
-SCENARIOS = ROOT / "scenarios"
+CATALOGUE = SHIPPED_CATALOGUE
+SCENARIOS = SHIPPED_SCENARIOS
 PG_URL = os.environ.get("OMNICRM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PROCESSES = 2
 GONE_WITHIN_S = 5.0  # generous: a process tied to its parent goes at once

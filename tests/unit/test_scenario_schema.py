@@ -16,11 +16,11 @@ import yaml
 
 from omnicrm.domain.scenarios import ScenarioSpec
 from omnicrm.services.registry import scenario_schema
+from omnicrm.settings import SHIPPED_SCENARIOS
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_FILE = ROOT / "scenarios" / "schema" / "scenario.schema.json"
-TEMPLATES = sorted((ROOT / "scenarios" / "templates").glob("*.yaml"))
-LOAN = ROOT / "scenarios" / "templates" / "loan-application-reminder.yaml"
+SCHEMA_FILE = SHIPPED_SCENARIOS / "schema" / "scenario.schema.json"
+TEMPLATES = sorted((SHIPPED_SCENARIOS / "templates").glob("*.yaml"))
+LOAN = SHIPPED_SCENARIOS / "templates" / "loan-application-reminder.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def messages(validator: Any, data: Any) -> list[str]:
 def test_the_published_schema_is_what_the_code_generates(published: dict[str, Any]) -> None:
     assert published == scenario_schema(), (
         "scenarios/schema/scenario.schema.json is stale: "
-        "run `omnicrm scenarios schema --out scenarios/schema/scenario.schema.json`"
+        "run `omnicrm scenarios schema --out src/omnicrm/data/scenarios/schema/scenario.schema.json`"
     )
 
 

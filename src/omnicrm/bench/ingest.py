@@ -316,7 +316,8 @@ def run(
         gc.freeze()
         console.print(
             f"data set: {customers:,} profiles, {len(dataset.events):,} events, {minimal_profiles:,} minimal "
-            f"profiles; {runs} runs each"
+            f"profiles; {runs} runs each; SQLite synchronous={Settings().sqlite_synchronous} "
+            "(OMNICRM_SQLITE_SYNCHRONOUS)"
         )
         if only_rest:
             _rest(dataset.events, work, rest_seconds, concurrency, workers, console)

@@ -18,6 +18,7 @@ from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
 from omnicrm.cli.audit import audit_app
 from omnicrm.cli.common import (
     CLI_ACTOR,
+    check_settings,
     console,
     err,
     open_container,
@@ -26,6 +27,7 @@ from omnicrm.cli.common import (
     report_error,
 )
 from omnicrm.cli.imports import import_app, import_file
+from omnicrm.cli.ports import refuse_busy_port
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
 from omnicrm.cli.supervise import DeciderProcess
@@ -50,6 +52,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenarios_app, name="scenarios")
 app.command("replay")(replay_command)
+app.callback()(check_settings)
 
 
 @app.command()
@@ -86,6 +89,8 @@ def serve(
 ) -> None:
     """Serve the API (OpenAPI docs at /docs), with the decision worker beside it (embedded mode)."""
     settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    refuse_busy_port(host, port)
     open_container(migrate=True).close()
     beside: DeciderProcess | None = None
     if settings.decide_in_process and settings.decider_process:
@@ -96,8 +101,8 @@ def serve(
         uvicorn.run(
             "omnicrm.api.main:app_factory",
             factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             workers=workers or settings.workers,
             log_level="warning",
             access_log=False,
@@ -127,9 +132,19 @@ def generate_cmd(
 
 @app.command()
 def demo(
-    customers: int = 2_000, events: int = 14_000, interactions: int = 3_500, serve_api: bool = True
+    customers: int = 2_000,
+    events: int = 14_000,
+    interactions: int = 3_500,
+    serve_api: bool = True,
+    host: Annotated[str | None, typer.Option(help="Address to serve on (default OMNICRM_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default OMNICRM_PORT)")] = None,
 ) -> None:
     """Create the database, load a small synthetic data set, print an admin token and serve the API."""
+    settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    serving = serve_api and not os.environ.get("OMNICRM_DEMO_NO_SERVE")
+    if serving:  # before anything is created or printed
+        refuse_busy_port(host, port)
     container = open_container()
     with container.reader() as conn:
         loaded = profiles.count_customers(conn) > 0
@@ -153,12 +168,9 @@ def demo(
             import_file(kind, out / f"{kind}.jsonl")
         decide()
     issue_token("demo-admin", name="demo", days=1)
-    settings = container.settings
-    console.print(
-        f"API on http://{settings.host}:{settings.port}/docs - use the token above as a Bearer token"
-    )
-    if serve_api and not os.environ.get("OMNICRM_DEMO_NO_SERVE"):
-        serve()
+    console.print(f"API on http://{host}:{port}/docs - use the token above as a Bearer token")
+    if serving:
+        serve(host=host, port=port)
 
 
 PROCESSES = typer.Option(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from omnicrm.bootstrap import Container, bootstrap
@@ -16,6 +17,20 @@ from omnicrm.settings import Settings
 console = Console()
 err = Console(stderr=True)
 CLI_ACTOR = "cli"
+
+
+def check_settings() -> None:
+    """Read the settings once before any command runs, so a bad OMNICRM_* value is refused at start
+    in one line per problem (variable, reason, value) instead of a traceback half-way through."""
+    try:
+        Settings()
+    except ValidationError as exc:
+        for problem in exc.errors(include_url=False):
+            name = "_".join(str(part) for part in problem["loc"]).upper()
+            where = f"OMNICRM_{name}: " if name else ""
+            given = f" (got {problem['input']!r})" if name else ""
+            err.print(f"configuration refused: {where}{problem['msg']}{given}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def open_container(migrate: bool = True, *, publish: bool = True) -> Container:

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
 from omnicrm.bootstrap import publish_files
 from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors, refusals_exit
@@ -55,18 +54,19 @@ def reload(note: Annotated[str, typer.Option(help="Why (kept with the generation
 
 @scenarios_app.command("list")
 def list_scenarios() -> None:
-    """The current version of every scenario and how many conversations run on each version."""
+    """The current version of every scenario and how many conversations run on each version.
+
+    Plain tab-separated lines, never fitted to the terminal: an id is copied from here into
+    `omnicrm replay --scenario`, so it must never be cut or wrapped."""
     container = open_container()
     library = container.library
     with container.reader() as conn:
         running = registry.active_counts(conn)
-    table = Table(title=f"scenario library, generation {container.generation}")
-    for column in ("scenario", "purpose", "current", "running (version: count)"):
-        table.add_column(column)
+    print(f"scenario library, generation {container.generation}")
+    print("scenario\tpurpose\tcurrent\trunning (version: count)")
     for sid, scenario in library.current.items():
         counts = ", ".join(f"v{v}: {n}" for (s, v), n in sorted(running.items()) if s == sid) or "-"
-        table.add_row(sid, scenario.purpose, f"v{scenario.version}", counts)
-    console.print(table)
+        print(f"{sid}\t{scenario.purpose}\tv{scenario.version}\t{counts}")
 
 
 @scenarios_app.command("schema")

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
-from omnicrm.cli.common import CLI_ACTOR, console, open_container, refusals_exit
+from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, refusals_exit
 from omnicrm.services import auth
 
 users_app = typer.Typer(help="Users, roles and API tokens.")
+
+
+def read_password() -> str:
+    """At a terminal, ask twice without echo; from a pipe (`echo … | omnicrm users add …`, a secrets
+    manager), read one line: asking twice and getpass's echo warnings make no sense there."""
+    if sys.stdin.isatty():
+        secret = str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        err.print("--password: the password is empty")
+        raise typer.Exit(2)
+    return secret
 
 
 @users_app.command("add")
@@ -18,10 +32,15 @@ def add_user(
     username: str,
     role: Annotated[str, typer.Option(help="admin, operator, marketer, compliance, auditor or integration")],
     branch: str | None = None,
-    password: Annotated[bool, typer.Option(help="Ask for a password (else token-only)")] = False,
+    password: Annotated[
+        bool,
+        typer.Option(
+            help="Set a password (else token-only): asked twice at a terminal, else read from stdin"
+        ),
+    ] = False,
 ) -> None:
     """Create a user."""
-    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    secret = read_password() if password else None
     container = open_container()
     with refusals_exit(), container.uow() as uow:
         auth.create_user(

@@ -1,8 +1,9 @@
 """Group commit: single events from many concurrent requests share one transaction.
 
-Each request still gets its answer only after its event is committed (nothing is acknowledged
-that could be lost), but the database sees one commit per few milliseconds instead of one per
-request - which is what lets one SQLite file or one PostgreSQL server take thousands of
+Each request still gets its answer only after its event is committed - and the commit is on disk
+with SQLite's default `synchronous=FULL` and on PostgreSQL (see store/db.py for the weaker NORMAL a
+bank may choose) - but the database sees one commit, and one sync, per few milliseconds instead of
+one per request: that is what lets one SQLite file or one PostgreSQL server take thousands of
 single-event requests a second.
 """
 

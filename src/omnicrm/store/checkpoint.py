@@ -9,11 +9,12 @@ automatic threshold (`FALLBACK_PAGES`) as a safety net, so the log stays bounded
 thread is not running (another process, a stopped engine).
 
 Why so often: once a checkpoint has copied the whole log, the next writer starts the log over and,
-by SQLite's rule for `synchronous=NORMAL`, syncs its header - inside its commit, holding the write
-lock. That sync (and the checkpoint's own) costs in proportion to what is still unwritten on disk,
-so small, frequent checkpoints keep every one of them short. Measured with 2,000 single-event
-requests/s on two API workers: every 1 s, a 25-30 ms commit every ~2 s (p99 18-36 ms); every
-0.1 s, p99 16-18 ms and no request over 28 ms; every 4 s, stalls of 70-80 ms.
+by SQLite's rule for `synchronous=NORMAL` (and FULL, which also syncs the log at every commit),
+syncs its header - inside its commit, holding the write lock. That sync (and the checkpoint's own)
+costs in proportion to what is still unwritten on disk, so small, frequent checkpoints keep every
+one of them short. Measured with 2,000 single-event requests/s on two API workers (NORMAL): every
+1 s, a 25-30 ms commit every ~2 s (p99 18-36 ms); every 0.1 s, p99 16-18 ms and no request over
+28 ms; every 4 s, stalls of 70-80 ms.
 """
 
 from __future__ import annotations

@@ -11,11 +11,10 @@ from typer.testing import CliRunner, Result
 
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.cli import app
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 
-ROOT = Path(__file__).resolve().parents[3]
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
-SCENARIOS = ROOT / "scenarios"
+CATALOGUE = SHIPPED_CATALOGUE
+SCENARIOS = SHIPPED_SCENARIOS
 
 
 @pytest.fixture

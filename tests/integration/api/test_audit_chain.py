@@ -23,14 +23,13 @@ from sqlalchemy.engine import Connection, make_url
 from typer.testing import Result
 
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import audit
 from omnicrm.store import migrate as migrations
 from omnicrm.store.db import make_engine
 from omnicrm.store.tables import audit_head, audit_log
 
 Headers = dict[str, str]
-ROOT = Path(__file__).resolve().parents[3]
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 GENESIS = "0" * 64
 
@@ -372,8 +371,8 @@ def test_production_refuses_to_start_without_a_key() -> None:
 def _cli_settings(url: str, **extra: Any) -> Settings:
     return Settings(
         database_url=url,
-        catalogue_file=ROOT / "catalogue" / "events.yaml",
-        scenarios_dir=ROOT / "scenarios",
+        catalogue_file=SHIPPED_CATALOGUE,
+        scenarios_dir=SHIPPED_SCENARIOS,
         env="test",
         **extra,
     )

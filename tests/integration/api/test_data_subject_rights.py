@@ -24,10 +24,11 @@ from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container
 from omnicrm.cli import app as cli_app
 from omnicrm.services import auth
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 from omnicrm.store.tables import metadata
 
-CATALOGUE = Path(__file__).resolve().parents[3] / "catalogue" / "events.yaml"
-SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
+CATALOGUE = SHIPPED_CATALOGUE
+SCENARIOS = SHIPPED_SCENARIOS
 Headers = dict[str, str]
 Json = dict[str, Any]
 PROBLEM = "application/problem+json"

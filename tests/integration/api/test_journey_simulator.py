@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +15,9 @@ from journey import Bank, Headers, Json, daytime_zone
 from sqlalchemy import Table
 
 from omnicrm.bootstrap import Container
+from omnicrm.settings import SHIPPED_SCENARIOS
 from omnicrm.store.tables import customers, decisions, events, instances, outbox
 
-ROOT = Path(__file__).resolve().parents[3]
 LOAN = "loan-application-reminder"
 RENEWAL = "deposit-renewal"
 MARKETING = [
@@ -149,7 +148,7 @@ def test_a_complaint_cancels_the_commercial_journey_at_its_next_step(simulate: C
 
 
 def test_an_unpublished_scenario_can_be_simulated_alone(simulate: Callable[..., Json]) -> None:
-    spec = yaml.safe_load((ROOT / "scenarios" / "templates" / f"{LOAN}.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((SHIPPED_SCENARIOS / "templates" / f"{LOAN}.yaml").read_text(encoding="utf-8"))
     draft = copy.deepcopy(spec)
     draft.update(id="loan-draft", version=1)
     draft["steps"]["wait_push"]["wait"] = "2h"

@@ -22,13 +22,12 @@ from omnicrm.bootstrap import Container, publish_files
 from omnicrm.domain.scenarios import ScenarioSpec
 from omnicrm.services.datafiles import read_library
 from omnicrm.services.registry import scenario_schema
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.tables import library_generations, scenario_versions
 
 Headers = dict[str, str]
 Json = dict[str, Any]
-ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = ROOT / "scenarios"
+SHIPPED = SHIPPED_SCENARIOS
 LOAN = "loan-application-reminder"
 RETIRED = "card-tariff-interest"
 LIST, SCHEMA, RELOAD = "/v1/scenarios", "/v1/scenarios/schema", "/v1/scenarios:reload"
@@ -76,7 +75,7 @@ def own(container: Container, files: Files) -> Container:
     """A Container on the fixture's database reading the tmp scenarios/; generation 1 is published."""
     settings = Settings(
         database_url=container.engine.url.render_as_string(hide_password=False),
-        catalogue_file=ROOT / "catalogue" / "events.yaml",
+        catalogue_file=SHIPPED_CATALOGUE,
         scenarios_dir=files.dir,
         env="test",
         decide_in_process=False,

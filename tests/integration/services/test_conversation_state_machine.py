@@ -34,11 +34,10 @@ from omnicrm.domain.policy import Cap
 from omnicrm.services import customers, ingest
 from omnicrm.services.contracts import ConsentIn, CustomerIn
 from omnicrm.services.decider import consume, fire_timers
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.db import make_engine
 from omnicrm.store.tables import consents, instances, outbox
 
-ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # 10:00 in Kyiv: outside quiet hours
 CHANNELS = ("webpush", "email", "inapp", "callcentre", "sms")
 CUSTOMERS = 2
@@ -50,8 +49,8 @@ Json = dict[str, Any]
 def _settings(url: str) -> Settings:
     return Settings(
         database_url=url,
-        catalogue_file=ROOT / "catalogue" / "events.yaml",
-        scenarios_dir=ROOT / "scenarios",
+        catalogue_file=SHIPPED_CATALOGUE,
+        scenarios_dir=SHIPPED_SCENARIOS,
         env="test",
     )
 

@@ -28,7 +28,7 @@ from omnicrm.services.contracts import CustomerIn
 from omnicrm.services.datafiles import DataFileError, read_library
 from omnicrm.services.decider import consume, fire_timers
 from omnicrm.services.registry import PublishReport
-from omnicrm.settings import Settings
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import registry as registry_store
 from omnicrm.store.tables import (
     audit_log,
@@ -39,9 +39,8 @@ from omnicrm.store.tables import (
     scenario_versions,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = ROOT / "scenarios"
-CATALOGUE = ROOT / "catalogue" / "events.yaml"
+SHIPPED = SHIPPED_SCENARIOS
+CATALOGUE = SHIPPED_CATALOGUE
 LOAN = "loan-application-reminder"
 OTHER = "card-tariff-interest"
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 12:00 in Kyiv: outside quiet hours

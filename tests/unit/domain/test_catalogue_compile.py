@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,9 @@ from pydantic import ValidationError
 from omnicrm.domain.catalogue import Catalogue, EventType, ProductEffect, compile_catalogue
 from omnicrm.domain.errors import ItemError
 from omnicrm.domain.vocabulary import PRODUCT_CLASSES, PRODUCT_STATES
+from omnicrm.settings import SHIPPED_CATALOGUE
 
-ROOT = Path(__file__).resolve().parents[3]
-CATALOGUE_FILE = ROOT / "catalogue" / "events.yaml"
+CATALOGUE_FILE = SHIPPED_CATALOGUE
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.services.datafiles import DataFileError, FileError, load_catalogue
+from omnicrm.settings import SHIPPED_CATALOGUE
 
-ROOT = Path(__file__).resolve().parents[3]
-REAL_CATALOGUE = ROOT / "catalogue" / "events.yaml"
+REAL_CATALOGUE = SHIPPED_CATALOGUE
 
 
 def write(tmp_path: Path, text: str, name: str = "events.yaml") -> Path:

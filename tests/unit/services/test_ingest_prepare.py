@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,14 +11,14 @@ import yaml
 from omnicrm.domain.catalogue import Catalogue, compile_catalogue
 from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
 from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS, Prepared, prepare, prepare_one
+from omnicrm.settings import SHIPPED_CATALOGUE
 
-ROOT = Path(__file__).resolve().parents[3]
 VISA = "4111111111111111"
 
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
-    return compile_catalogue(yaml.safe_load((ROOT / "catalogue" / "events.yaml").read_text(encoding="utf-8")))
+    return compile_catalogue(yaml.safe_load((SHIPPED_CATALOGUE).read_text(encoding="utf-8")))
 
 
 def event(**overrides: Any) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from omnicrm.domain.scenarios import ScenarioSpec
 from omnicrm.services.registry import spec_checksum
+from omnicrm.settings import SHIPPED_SCENARIOS
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "scenarios" / "templates" / "loan-application-reminder.yaml"
+TEMPLATE = SHIPPED_SCENARIOS / "templates" / "loan-application-reminder.yaml"
 
 
 class _LaterModel(ScenarioSpec):

@@ -17,16 +17,16 @@ from omnicrm.services.datafiles import (
     load_policy,
     load_scenario,
 )
+from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 
-ROOT = Path(__file__).resolve().parents[3]
-REAL_SCENARIOS = ROOT / "scenarios"
+REAL_SCENARIOS = SHIPPED_SCENARIOS
 REAL_TEMPLATE = REAL_SCENARIOS / "templates" / "loan-application-reminder.yaml"
 MESSAGES = {"loan_reminder_push", "loan_reminder_email"}
 
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
-    return load_catalogue(ROOT / "catalogue" / "events.yaml")
+    return load_catalogue(SHIPPED_CATALOGUE)
 
 
 def line_of(text: str, needle: str) -> int:

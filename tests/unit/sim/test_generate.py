@@ -14,9 +14,9 @@ from omnicrm.domain.catalogue import Catalogue, compile_catalogue
 from omnicrm.domain.identifiers import iban_valid, normalise
 from omnicrm.domain.pan import contains_pan
 from omnicrm.services.contracts import CustomerIn, EventIn
+from omnicrm.settings import SHIPPED_CATALOGUE
 from omnicrm.sim.generate import Dataset, DatasetSize, generate, write_dataset
 
-ROOT = Path(__file__).resolve().parents[3]
 START = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
 SIZE = DatasetSize(customers=300, events=2_000, interactions=500)
 OPERATOR_CODES = {"50", "63", "66", "67", "68", "73", "93", "95", "96", "97", "98", "99"}
@@ -38,7 +38,7 @@ def data() -> Dataset:
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
-    return compile_catalogue(yaml.safe_load((ROOT / "catalogue" / "events.yaml").read_text()))
+    return compile_catalogue(yaml.safe_load((SHIPPED_CATALOGUE).read_text()))
 
 
 @pytest.fixture(scope="module")
