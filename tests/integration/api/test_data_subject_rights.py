@@ -6,6 +6,7 @@ its write-ahead log; the events stay countable; nothing stale brings the person 
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -157,10 +158,13 @@ def _rows_as_text_on(conn: Connection) -> str:
 
 
 def _database_bytes(container: Container) -> bytes:
-    """The SQLite database file and its write-ahead log, as they are on disk."""
+    """The SQLite database file and its write-ahead log, as they are on disk - read by another
+    process: closing a descriptor of the database file in this one would drop every POSIX lock
+    SQLite holds on it here (fcntl locks belong to the process), and the shared test database was
+    later corrupted by two writers at once (the fork test in test_catchup.py)."""
     path = Path(str(container.engine.url.database))
-    wal = Path(f"{path}-wal")
-    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    files = [str(path)] + ([f"{path}-wal"] if Path(f"{path}-wal").exists() else [])
+    return subprocess.run(["cat", *files], capture_output=True, check=True).stdout
 
 
 def _customer_columns(table: Table) -> list[Any]:
