@@ -95,6 +95,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def scope_token(scope: Any) -> str | None:
+    """The Bearer token of a raw ASGI request scope (the middlewares that check the caller before
+    FastAPI runs: `api/front_door.py`, `api/intake.py`)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bearer_token(value.decode("latin-1"))
+    return None
+
+
 current_principal = Caller()
 
 

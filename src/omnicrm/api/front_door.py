@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnicrm.api.deps import authorise, bearer_token
+from omnicrm.api.deps import authorise, scope_token
 from omnicrm.api.guards import Guard, api_routes, guard_of
 from omnicrm.api.pan_guard import body_errors, holds_pan, path_errors, query_errors, refusal
 from omnicrm.api.responses import Problem, domain_problem, problem
@@ -88,13 +88,6 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
-
-
 class FrontDoor:
     """See the module docstring. `api` is the FastAPI app whose routes say who may call them."""
 
@@ -148,7 +141,7 @@ class FrontDoor:
         """The body, read only after the caller passed the route's guard and within its limit."""
         guard = self._guard(scope)
         if guard is not None and not guard.open:
-            authorise(self.api.state, bearer_token(_authorization(scope)), guard.permission)
+            authorise(self.api.state, scope_token(scope), guard.permission)
         limit = self.max_batch_body if scope["path"].endswith(":batch") else self.max_body
         declared = _declared_length(scope)
         if declared is not None and declared > limit:

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from omnicrm.api.deps import authorise, bearer_token
+from omnicrm.api.deps import authorise, scope_token
 from omnicrm.api.events import take_one
 from omnicrm.api.front_door import read_body
 from omnicrm.api.responses import domain_problem
@@ -31,13 +31,6 @@ _ROUTES: dict[str, tuple[frozenset[str], Permission]] = {
     "/v1/events": (EVENT_KINDS, Permission.WRITE_EVENTS),
     "/v1/interactions": (INTERACTION_KINDS, Permission.WRITE_INTERACTIONS),
 }
-
-
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
 
 
 class IntakeFastPath:
@@ -57,7 +50,7 @@ class IntakeFastPath:
         response: Response
         try:
             # As in the route: the caller first, then the body.
-            who = authorise(self.state, bearer_token(_authorization(scope)), permission)
+            who = authorise(self.state, scope_token(scope), permission)
             body = await read_body(receive)
             if body is None:
                 return

@@ -37,8 +37,9 @@ def _head_row(conn: Connection, *, lock: bool = False) -> Row[Any]:
     return conn.execute(query.with_for_update() if lock else query).one()
 
 
-def _head_sealed(key: bytes, row: Row[Any]) -> bool:
-    expected = head_mac(
+def _row_mac(key: bytes, row: Row[Any]) -> str:
+    """The MAC the head row should carry for what it holds."""
+    return head_mac(
         key,
         last_id=row.last_id,
         entry_count=row.entry_count,
@@ -47,21 +48,16 @@ def _head_sealed(key: bytes, row: Row[Any]) -> bool:
         legacy_last_id=row.legacy_last_id,
         tampered_since=row.tampered_since,
     )
-    return same(row.mac, expected)
+
+
+def _head_sealed(key: bytes, row: Row[Any]) -> bool:
+    return same(row.mac, _row_mac(key, row))
 
 
 def seal_head(conn: Connection) -> None:
     """Seal the head as it stands (migration 0006: the legacy boundary, before any keyed entry)."""
     key, row = key_for(conn.engine), _head_row(conn, lock=True)
-    mac = head_mac(
-        key,
-        last_id=row.last_id,
-        entry_count=row.entry_count,
-        last_hash=row.last_hash,
-        at=row.at,
-        legacy_last_id=row.legacy_last_id,
-        tampered_since=row.tampered_since,
-    )
+    mac = _row_mac(key, row)
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(mac=mac))
 
 
