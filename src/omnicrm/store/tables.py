@@ -312,8 +312,12 @@ outbox = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("status_reason", String(300)),  # why it left `queued` (withdrawn: which rule)
     Column("status_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # sends tried (dispatch)
+    Column("provider", String(64)),  # the provider that accepted it (failover may pick another)
+    Column("provider_id", String(200)),  # the provider's id, which its feedback refers to
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.available_at)
+Index("ix_outbox_provider_id", outbox.c.provider_id)
 Index("ix_outbox_customer", outbox.c.customer_id, outbox.c.created_at)
 
 # How far a consumer has read the events table (the database is the queue in embedded mode).
@@ -426,6 +430,71 @@ erased_identifiers = Table(
     Column("erased_at", UtcDateTime, nullable=False),
 )
 
+# ------------------------------------------------------------ channels and feedback (issue 19)
+# Inbox dedup of feedback: one row per provider event (webhook, tracked open/click, disposition), so
+# a replayed webhook is acknowledged and changes nothing.
+feedback_inbox = Table(
+    "feedback_inbox",
+    metadata,
+    Column("source", String(32), primary_key=True),  # smtp | kannel | webpush | tracking | task ...
+    Column("event_id", String(200), primary_key=True),  # the provider's own id of the event
+    Column("message_key", String(200)),  # the outbox idempotency key it was bound to
+    Column("status", String(32), nullable=False),  # domain/statuses.py
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+# Web push subscriptions, one per device; a 404/410 from the push service removes one.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("endpoint", String(1000), nullable=False),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("customer_id", "device_id", name="uq_push_subscriptions_device"),
+)
+
+# Internet-bank / mobile-app inbox: the rendered message, fetched by the client's apps.
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("message_key", String(200), primary_key=True),  # the outbox idempotency key
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("title", String(300)),
+    Column("body", String(5000), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("read_at", UtcDateTime),
+)
+Index("ix_inbox_messages_customer", inbox_messages.c.customer_id, inbox_messages.c.created_at)
+
+# Call-centre tasks (outbound call, callback): an outbox row of kind `task` once dispatched.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(200), primary_key=True),  # the outbox idempotency key
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # call | callback
+    Column("queue", String(64), nullable=False),
+    Column("skill", String(64)),
+    Column("branch", String(64)),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # open | claimed | closed | withdrawn
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("sla_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    Column("disposition", String(32)),
+    Column("note", String(2000)),
+)
+Index("ix_tasks_queue", tasks.c.queue, tasks.c.status, tasks.c.priority, tasks.c.due_at)
+Index("ix_tasks_customer", tasks.c.customer_id)
+
 __all__ = [
     "api_tokens",
     "audit_head",
@@ -437,7 +506,9 @@ __all__ = [
     "erased_identifiers",
     "erasure_requests",
     "events",
+    "feedback_inbox",
     "identifiers",
+    "inbox_messages",
     "instances",
     "library_generations",
     "login_throttle",
@@ -446,8 +517,10 @@ __all__ = [
     "offsets",
     "outbox",
     "products",
+    "push_subscriptions",
     "relationships",
     "scenario_versions",
     "segments",
+    "tasks",
     "users",
 ]
