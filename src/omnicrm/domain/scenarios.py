@@ -9,13 +9,15 @@ once; it sees `customer`, `event`, `products` and (in routes) `reaction`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import cel
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from omnicrm.domain.messages import MessageSpec
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.vocabulary import ProductClass
 
@@ -311,6 +313,8 @@ class Library:
     # scenario id -> the version new conversations start on; None: the highest version of each.
     # A template left out is retired: nothing new starts on it, running conversations finish.
     current_versions: dict[str, int] | None = None
+    # message template id -> its texts (scenarios/messages/*.yaml), rendered by dispatch
+    messages: Mapping[str, MessageSpec] = field(default_factory=dict)
 
     @property
     def policy_version(self) -> int:

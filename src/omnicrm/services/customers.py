@@ -22,7 +22,7 @@ from omnicrm.services.contracts import (
     RelationshipIn,
 )
 from omnicrm.services.identity import hold_live, merge_all, merge_pair, new_customer_id
-from omnicrm.store import audit, erasure, profiles, timeline
+from omnicrm.store import audit, dispatch, erasure, profiles, timeline
 from omnicrm.store.tables import customers as customers_table
 
 Pair = tuple[str, str]
@@ -196,6 +196,8 @@ def patch(conn: Connection, customer_id: str, data: CustomerPatch, *, actor: str
     requested = customer_id
     customer_id = held_id(conn, customer_id)
     values = profile_values(data)
+    if any(values.get(flag) for flag in ("do_not_contact", "fraud_case_open", "open_complaints")):
+        dispatch.fence(conn, [customer_id])  # as a consent withdrawal: no send starts after this commits
     profiles.update_customer(conn, customer_id, values, now)
     if data.segments is not None:
         profiles.set_segments(conn, customer_id, data.segments)
@@ -239,7 +241,11 @@ def add_identifier(
 def record_consent(
     conn: Connection, customer_id: str, consent: ConsentIn, *, actor: str, now: datetime, audited: bool = True
 ) -> None:
-    """Append one grant or withdrawal to the consent ledger (never overwrites)."""
+    """Append one grant or withdrawal to the consent ledger (never overwrites). A withdrawal first
+    waits for any send to this person in flight (store/dispatch.fence): once it commits, no message
+    it forbids starts."""
+    if not consent.granted:
+        dispatch.fence(conn, [customer_id])
     row = consent_row(customer_id, consent, actor=actor, now=now)
     profiles.append_consents(conn, [row])
     if audited:

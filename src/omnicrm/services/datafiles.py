@@ -291,4 +291,4 @@ def read_library(directory: Path, catalogue: Catalogue) -> LibraryFiles:
         specs[(scenario.id, scenario.version)] = (spec, str(path))
     if errors or policy is None:
         raise DataFileError(errors)
-    return LibraryFiles(Library(versions, policy), specs, messages)
+    return LibraryFiles(Library(versions, policy, messages=messages), specs, messages)

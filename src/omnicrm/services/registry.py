@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
+from omnicrm.domain.messages import MessageSpec
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.scenarios import Library, ScenarioSpec, compile_scenario
 from omnicrm.services.datafiles import DataFileError, FileError, LibraryFiles
@@ -255,4 +256,5 @@ def load(conn: Connection) -> tuple[Library, int] | None:
         versions[(spec.id, spec.version)] = compile_scenario(spec)
     policy = Policy.model_validate(latest["policy"])
     current = {str(k): int(v) for k, v in latest["current"].items()}
-    return Library(versions, policy, current_versions=current), int(latest["generation"])
+    messages = {str(k): MessageSpec.model_validate(v) for k, v in (latest.get("messages") or {}).items()}
+    return Library(versions, policy, current_versions=current, messages=messages), int(latest["generation"])

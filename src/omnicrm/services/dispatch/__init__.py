@@ -1,0 +1,1 @@
+"""Dispatch: channel workers that claim queued messages, look once more, render, send and record."""
