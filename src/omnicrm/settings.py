@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
 
 AUDIT_KEY_MIN = 32
+# The development key of tracked links (never valid in production, see the validator below).
+DEV_FEEDBACK_KEY = "omnicrm-development-feedback-key-not-for-production"
 
 # The event catalogue and the scenario library ship inside the package (package data), so every
 # command finds them from any working directory; OMNICRM_CATALOGUE_FILE / OMNICRM_SCENARIOS_DIR
@@ -67,6 +69,22 @@ class Settings(BaseSettings):
     # HMAC key of the audit chain; required in production (see store/audit_key.py for the default elsewhere)
     audit_key: SecretStr | None = None
 
+    # --- channels and feedback (README: channels) ---------------------------------------------------
+    # Where clients' mail programs and providers reach omnicrm: tracked links, the open pixel, the
+    # unsubscribe page and Kannel's delivery receipts point here.
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # HMAC key of those links' tokens; production sets its own (32+ random characters).
+    feedback_key: SecretStr = Field(default=SecretStr(DEV_FEEDBACK_KEY), min_length=32)
+    # Provider -> HMAC secret of its webhooks (JSON: {"mailer": "...", "sms-b": "..."}).
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Hosts a tracked link may redirect to (the bank's own sites); others are refused (no open redirect).
+    tracking_redirect_hosts: list[str] = Field(default_factory=list)
+    dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
+    dispatch_backoff_s: float = Field(default=30.0, gt=0, le=86_400)  # doubled per attempt, with jitter
+    dispatch_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    dispatch_expiry_hours: float = Field(default=48.0, gt=0, le=90 * 24)  # older queued messages expire
+    dispatch_idle_ms: float = Field(default=200.0, ge=1, le=60_000)  # a worker with nothing due sleeps so long
+
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
     def _pragma_case(cls, value: object) -> object:
@@ -81,6 +99,8 @@ class Settings(BaseSettings):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
         if self.env == "production" and self.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
             raise ValueError("set OMNICRM_PSEUDONYM_KEY (32+ random characters) when OMNICRM_ENV=production")
+        if self.env == "production" and self.feedback_key.get_secret_value() == DEV_FEEDBACK_KEY:
+            raise ValueError("set OMNICRM_FEEDBACK_KEY (32+ random characters) when OMNICRM_ENV=production")
         return self
 
     @model_validator(mode="after")

@@ -272,7 +272,7 @@ class Dispatcher:
                     "origin_id": row["customer_id"],
                     "kind": "interaction",
                     "type": STATUS_EVENT,
-                    "source": "omnicrm",
+                    "source": "channel",
                     "channel": row["channel"],
                     "occurred_at": now,
                     "attributes": attributes,
