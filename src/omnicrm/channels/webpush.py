@@ -95,7 +95,7 @@ def load_vapid_key(text: str) -> ec.EllipticCurvePrivateKey:
     if stripped.startswith("-----BEGIN"):
         key = serialization.load_pem_private_key(stripped.encode(), password=None)
     else:
-        raw = _b64url_decode(stripped)
+        raw = _b64url_decode(_unpadded_b64url(stripped))
         if raw is None or len(raw) != 32:
             raise ValueError("a raw VAPID private key is 32 bytes in base64url")
         key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
@@ -117,6 +117,10 @@ class Subscription:
     endpoint: str
     p256dh: str
     auth: str
+
+    def to_json(self) -> str:
+        """The `Outgoing.to` of a stored subscription (a `push_subscriptions` row)."""
+        return json.dumps({"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}})
 
     @property
     def audience(self) -> str:
@@ -142,6 +146,8 @@ def parse_subscription(text: str, *, allow_http: bool = False) -> Subscription |
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes or not parts.hostname or "@" in parts.netloc:
         return "the push endpoint is not a plain https URL"
+    # Some browsers gave standard base64 with padding; the push keys are the same bytes.
+    p256dh, auth = _unpadded_b64url(p256dh), _unpadded_b64url(auth)
     point, secret = _b64url_decode(p256dh), _b64url_decode(auth)
     if secret is None or len(secret) != 16:
         return "the push subscription's auth secret is not 16 bytes"
@@ -291,6 +297,10 @@ def _public_key(key: ec.EllipticCurvePrivateKey) -> str:
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unpadded_b64url(text: str) -> str:
+    return text.strip().replace("+", "-").replace("/", "_").rstrip("=")
 
 
 def _b64url_decode(text: str) -> bytes | None:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import http_ece
@@ -29,11 +30,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from omnicrm.channels.base import Accepted, Outgoing, Permanent, Tracking, Transient
 from omnicrm.channels.webpush import (
+    Subscription,
     WebPushChannel,
     WebPushConfig,
     generate_vapid_keys,
     load_vapid_key,
     push_topic,
+    retry_after_seconds,
 )
 
 SUBJECT = "mailto:push-admin@bank.example"
@@ -456,3 +459,39 @@ def test_the_config_refuses_what_a_push_service_would(field_name: str, value: ob
     args: dict[str, object] = {"vapid_private_key": "x", "vapid_subject": SUBJECT, field_name: value}
     with pytest.raises(ValueError, match=r"."):
         WebPushConfig(**args)  # type: ignore[arg-type]
+
+
+def test_a_subscription_in_standard_base64_is_delivered(
+    service: PushService, channel: WebPushChannel
+) -> None:
+    device = service.device()
+    keys = json.loads(device.subscription(service.origin))["keys"]
+    padded = {k: base64.b64encode(_b64url_decode(v)).decode() for k, v in keys.items()}  # "+/" and "="
+    stored = Subscription(service.origin + device.path, padded["p256dh"], padded["auth"])
+
+    result = channel.send(_message(stored.to_json()))
+
+    assert isinstance(result, Accepted)
+    [seen] = service.seen_at(device)
+    assert seen.plaintext is not None
+    assert json.loads(seen.plaintext)["body"] == BODY
+
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("Wed, 02 Dec 2026 12:01:30 GMT", 90.0),
+        ("Wed, 02 Dec 2026 11:59:00 GMT", 0.0),  # already past: retry now
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+    ],
+)
+def test_retry_after_is_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header, now=NOW) == seconds
