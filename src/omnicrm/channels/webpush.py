@@ -163,7 +163,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -179,8 +179,8 @@ class WebPushChannel(Channel):
     (httpx's pool is thread-safe, so the dispatch threads share it)."""
 
     channel = "webpush"
-    # What a notification shows is short (Chrome cuts a title near 50 characters, a body near 150);
-    # these bounds keep the plaintext of a Cyrillic title and body far under the 4 KB ciphertext.
+    # A notification shows a line of title and a few of body, and the device cuts the rest; these
+    # bounds keep a Cyrillic title and body (2 bytes a letter) well under the 4 KB ciphertext.
     max_title: ClassVar[int | None] = 100
     max_body: ClassVar[int | None] = 1000
     max_payload: ClassVar[int] = MAX_PAYLOAD
@@ -228,7 +228,7 @@ class WebPushChannel(Channel):
         """TTL and urgency: the configured defaults, or the message's own in `extra`."""
         ttl_text = extra.get("ttl")
         urgency = extra.get("urgency", self.config.urgency)
-        if ttl_text is not None and not ttl_text.isdigit():
+        if ttl_text is not None and not (ttl_text.isascii() and ttl_text.isdigit()):
             return "extra ttl is a number of seconds"
         if urgency not in URGENCIES:
             return f"extra urgency is one of {', '.join(URGENCIES)}"

@@ -491,6 +491,7 @@ NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
         ("", None),
         ("soon", None),
         ("-5", None),
+        ("²", None),
     ],
 )
 def test_retry_after_is_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
