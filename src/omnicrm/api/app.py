@@ -25,7 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, openapi, privacy, scenarios
+from omnicrm.api import (
+    admin,
+    campaigns,
+    conversations,
+    customers,
+    events,
+    feedback,
+    openapi,
+    privacy,
+    scenarios,
+)
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
@@ -48,6 +58,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
     scenarios.router,
     campaigns.router,
+    feedback.router,
 )
 
 

@@ -1,0 +1,106 @@
+"""Feedback routes: provider webhooks (signed) and the tracking links a message carries (the
+open pixel, tracked clicks, the unsubscribe page). Neither takes a Bearer token - a provider or a
+client's mail program calls them - so each is authenticated by its own signature instead (an HMAC
+over the body, or the message's signed token in the path); README: feedback."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
+
+from omnicrm.api.deps import ContainerDep
+from omnicrm.bootstrap import Container
+from omnicrm.services.feedback import intake, tracking, webhooks
+
+router = APIRouter(tags=["feedback"])
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+_TRANSIENT = ("40P01", "40001")
+_TRIES = 5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _take(container: Container, reports: Sequence[intake.Report], actor: str) -> list[str]:
+    """Take the reports in one transaction (run again if PostgreSQL undid it for a lock cycle)."""
+    for attempt in range(1, _TRIES + 1):
+        try:
+            with container.uow() as uow:
+                now = _now()
+                outcomes = [
+                    intake.take(uow.conn, r, catalogue=container.catalogue, actor=actor, now=now)
+                    for r in reports
+                ]
+                uow.commit()
+            return list(outcomes)
+        except DBAPIError as exc:
+            if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                raise
+    raise AssertionError("unreachable")
+
+
+@router.post(
+    "/v1/webhooks/{provider}",
+    summary="A provider's status reports, signed with its secret (X-Omnicrm-Signature)",
+)
+async def provider_webhook(provider: str, request: Request, container: ContainerDep) -> dict[str, Any]:
+    body = await request.body()
+    secrets = {k: v.get_secret_value() for k, v in container.settings.webhook_secrets.items()}
+    webhooks.verify(provider, secrets, request.headers.get(webhooks.HEADER), body, _now())
+    reports = webhooks.reports(provider, body)
+    outcomes = await run_in_threadpool(_take, container, reports, f"webhook:{provider}")
+    return {"items": [{"id": r.event_id, "outcome": o} for r, o in zip(reports, outcomes, strict=True)]}
+
+
+def _key(container: Container, token: str) -> str:
+    return tracking.message_key(token, container.settings.feedback_key.get_secret_value().encode())
+
+
+@router.get("/t/{token}/open.gif", summary="The open pixel of an e-mail", include_in_schema=False)
+async def open_pixel(token: str, container: ContainerDep) -> Response:
+    key = _key(container, token)
+    await run_in_threadpool(_take, container, [tracking.opened(key, _now())], "tracking")
+    return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/t/{token}/click", summary="A tracked link: recorded, then redirected", include_in_schema=False)
+async def click(token: str, u: str, container: ContainerDep) -> RedirectResponse:
+    key = _key(container, token)
+    report = tracking.clicked(key, u, container.settings.tracking_redirect_hosts, _now())
+    await run_in_threadpool(_take, container, [report], "tracking")
+    return RedirectResponse(u, status_code=302)
+
+
+_PAGE = """<!doctype html><html lang="uk"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
+
+
+@router.get("/t/{token}/unsubscribe", summary="The unsubscribe page", include_in_schema=False)
+async def unsubscribe_page(token: str, container: ContainerDep) -> HTMLResponse:
+    _key(container, token)  # a forged link gets 404, not a page
+    action = html.escape(f"/t/{token}/unsubscribe", quote=True)
+    button = '<button type="submit">Відписатися / Unsubscribe</button>'
+    form = f'<form method="post" action="{action}">{button}</form>'
+    text = (
+        "Ви більше не отримуватимете таких повідомлень на цей канал. / "
+        "You will get no more of these messages on this channel."
+    )
+    return HTMLResponse(_PAGE.format(title="Відписка / Unsubscribe", text=text, form=form))
+
+
+@router.post("/t/{token}/unsubscribe", summary="Unsubscribe (RFC 8058 one-click)", include_in_schema=False)
+async def unsubscribe(token: str, container: ContainerDep) -> HTMLResponse:
+    key = _key(container, token)
+    await run_in_threadpool(_take, container, [tracking.unsubscribed(key, _now())], "tracking")
+    text = "Готово: ви відписалися. / Done: you are unsubscribed."
+    return HTMLResponse(_PAGE.format(title="Відписка / Unsubscribe", text=text, form=""))
