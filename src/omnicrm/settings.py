@@ -83,7 +83,14 @@ class Settings(BaseSettings):
     dispatch_backoff_s: float = Field(default=30.0, gt=0, le=86_400)  # doubled per attempt, with jitter
     dispatch_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     dispatch_expiry_hours: float = Field(default=48.0, gt=0, le=90 * 24)  # older queued messages expire
-    dispatch_idle_ms: float = Field(default=200.0, ge=1, le=60_000)  # a worker with nothing due sleeps so long
+    dispatch_idle_ms: float = Field(
+        default=200.0, ge=1, le=60_000
+    )  # a worker with nothing due sleeps so long
+    dispatch_process: bool = True  # `omnicrm serve` runs the dispatch worker as a child process
+    # Web push (VAPID, RFC 8292): the private key from `omnicrm channels vapid-keys`; unset: no web push.
+    vapid_private_key: SecretStr | None = None
+    vapid_subject: str = "mailto:crm@bank.example"
+    webpush_rate: float | None = Field(default=None, gt=0)  # sends per second per worker
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -26,11 +26,12 @@ from omnicrm.cli.common import (
     refusals_exit,
     report_error,
 )
+from omnicrm.cli.dispatch import dispatch_command
 from omnicrm.cli.imports import import_app, import_file
 from omnicrm.cli.ports import refuse_busy_port
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
-from omnicrm.cli.supervise import DeciderProcess
+from omnicrm.cli.supervise import DeciderProcess, DispatcherProcess
 from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import InvalidInput
 from omnicrm.domain.partitions import COUNTS
@@ -52,6 +53,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenarios_app, name="scenarios")
 app.command("replay")(replay_command)
+app.command("dispatch")(dispatch_command)
 app.callback()(check_settings)
 
 
@@ -97,6 +99,9 @@ def serve(
         beside = DeciderProcess(settings.decider_poll_ms)
         beside.start()
         os.environ["OMNICRM_DECIDE_IN_PROCESS"] = "false"  # the API workers leave deciding to it
+    sender = DispatcherProcess() if settings.dispatch_process else None
+    if sender is not None:
+        sender.start()
     try:
         uvicorn.run(
             "omnicrm.api.main:app_factory",
@@ -110,6 +115,8 @@ def serve(
     finally:
         if beside is not None:
             beside.stop()
+        if sender is not None:
+            sender.stop()
 
 
 @app.command("generate")

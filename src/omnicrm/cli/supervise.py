@@ -22,16 +22,20 @@ log = logging.getLogger(__name__)
 RESTART_AFTER_S = 1.0
 
 
-class DeciderProcess:
-    def __init__(self, poll_ms: float) -> None:
-        self.poll_ms = poll_ms
+class ChildProcess:
+    """One `omnicrm <command>` child, restarted when it dies, stopped with the parent."""
+
+    name = "child"
+
+    def __init__(self, arguments: list[str]) -> None:
+        self.arguments = arguments
         self._stop = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self.starts = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="omnicrm-decider-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"omnicrm-{self.name}-supervisor", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -47,21 +51,28 @@ class DeciderProcess:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "omnicrm",
-            "worker",
-            "--idle-ms",
-            str(self.poll_ms),
-            "--parent",
-            str(os.getpid()),
-        ]
+        command = [sys.executable, "-m", "omnicrm", *self.arguments, "--parent", str(os.getpid())]
         while not self._stop.is_set():
             self._child = subprocess.Popen(command)  # noqa: S603 - our own CLI, fixed arguments
             self.starts += 1
             code = self._child.wait()
             if self._stop.is_set():
                 return
-            log.error("decision worker exited with %s; starting it again", code)
+            log.error("%s exited with %s; starting it again", self.name, code)
             self._stop.wait(RESTART_AFTER_S)
+
+
+class DeciderProcess(ChildProcess):
+    name = "decision worker"
+
+    def __init__(self, poll_ms: float) -> None:
+        super().__init__(["worker", "--idle-ms", str(poll_ms)])
+
+
+class DispatcherProcess(ChildProcess):
+    """The channel worker (`omnicrm dispatch`): it sends what the decisions queued."""
+
+    name = "dispatch worker"
+
+    def __init__(self) -> None:
+        super().__init__(["dispatch"])
