@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         default=200.0, ge=1, le=60_000
     )  # a worker with nothing due sleeps so long
     dispatch_process: bool = True  # `omnicrm serve` runs the dispatch worker as a child process
+    # E-mail over SMTP; unset host: no e-mail channel.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_cafile: Path | None = None  # a CA to trust for STARTTLS besides the system's
+    mail_from: str = "bank@bank.example"
+    email_rate: float | None = Field(default=None, gt=0)  # sends per second per worker
     # Web push (VAPID, RFC 8292): the private key from `omnicrm channels vapid-keys`; unset: no web push.
     vapid_private_key: SecretStr | None = None
     vapid_subject: str = "mailto:crm@bank.example"
