@@ -23,9 +23,60 @@ def _chunks(rows: list[dict[str, Any]], size: int = 2000) -> Iterator[list[dict[
         yield rows[start : start + size]
 
 
+def people(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str = "p") -> list[str]:
+    """`count` clients, each with an e-mail address and marketing consent on e-mail; their ids."""
+    rows, addresses, ledger = [], [], []
+    for n in range(count):
+        cid = uuid.uuid4().hex
+        rows.append(_person(cid, n, now, zone))
+        addresses.append(_address(cid, f"{prefix}{n}@client.example", now))
+        ledger.append(_consent(cid, now))
+    for table, batch in ((customers, rows), (identifiers, addresses), (consents, ledger)):
+        for chunk in _chunks(batch):
+            conn.execute(insert(table), chunk)
+    return [str(r["id"]) for r in rows]
+
+
+def _person(cid: str, n: int, now: datetime, zone: str) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "status": "client",
+        "first_name": f"Client{n}",
+        "language": "uk" if n % 3 else "en",
+        "timezone": zone,
+        "do_not_contact": False,
+        "vulnerable": False,
+        "fraud_case_open": False,
+        "open_complaints": 0,
+        "channel_blacklist": [],
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+
+
+def _address(cid: str, email: str, now: datetime) -> dict[str, Any]:
+    return {"kind": "email", "value": email, "customer_id": cid, "origin_id": cid, "created_at": now}
+
+
+def _consent(cid: str, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": cid,
+        "origin_id": cid,
+        "channel": "email",
+        "purpose": "marketing",
+        "granted": True,
+        "legal_basis": "consent",
+        "source": "seed",
+        "effective_at": now - timedelta(days=30),
+        "recorded_at": now,
+        "recorded_by": "seed",
+    }
+
+
 def seed(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str = "q") -> list[str]:
     """Queue `count` renewal e-mails (one per new person); returns their idempotency keys."""
-    people: list[dict[str, Any]] = []
+    people_: list[dict[str, Any]] = []
     addresses: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
     started: list[dict[str, Any]] = []
@@ -35,46 +86,9 @@ def seed(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str 
     for n in range(count):
         cid = uuid.uuid4().hex
         ids.append(cid)
-        people.append(
-            {
-                "id": cid,
-                "status": "client",
-                "first_name": f"Client{n}",
-                "language": "uk" if n % 3 else "en",
-                "timezone": zone,
-                "do_not_contact": False,
-                "vulnerable": False,
-                "fraud_case_open": False,
-                "open_complaints": 0,
-                "channel_blacklist": [],
-                "created_at": now,
-                "updated_at": now,
-                "version": 1,
-            }
-        )
-        addresses.append(
-            {
-                "kind": "email",
-                "value": f"{prefix}{n}@client.example",
-                "customer_id": cid,
-                "origin_id": cid,
-                "created_at": now,
-            }
-        )
-        ledger.append(
-            {
-                "customer_id": cid,
-                "origin_id": cid,
-                "channel": "email",
-                "purpose": "marketing",
-                "granted": True,
-                "legal_basis": "consent",
-                "source": "seed",
-                "effective_at": now - timedelta(days=30),
-                "recorded_at": now,
-                "recorded_by": "seed",
-            }
-        )
+        people_.append(_person(cid, n, now, zone))
+        addresses.append(_address(cid, f"{prefix}{n}@client.example", now))
+        ledger.append(_consent(cid, now))
         event_id = f"{prefix}-ev-{cid}"
         triggers.append(
             {
@@ -132,7 +146,7 @@ def seed(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str 
             }
         )
     for table, rows in (
-        (customers, people),
+        (customers, people_),
         (identifiers, addresses),
         (consents, ledger),
         (events, triggers),

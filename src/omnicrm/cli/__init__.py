@@ -339,6 +339,28 @@ def bench_ingest_cmd(
     )
 
 
+@bench_app.command("dispatch")
+def bench_dispatch_cmd(
+    messages: int = 10_000,
+    workers: Annotated[int, typer.Option(help="Dispatch worker processes")] = 2,
+    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
+    smtp: Annotated[str | None, typer.Option(help="host:port of an SMTP sink (default: our own)")] = None,
+    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
+) -> None:
+    """E-mails per second end to end: events in, decided, rendered, sent to an SMTP sink."""
+    from omnicrm.bench import dispatch as bench_dispatch  # aiosmtpd and the workers only here
+
+    settings = Settings()
+    bench_dispatch.run(
+        pg_url=pg_url or settings.pg_bench_url,
+        messages=messages,
+        workers=workers,
+        runs=runs,
+        smtp=smtp,
+        console=console,
+    )
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()
