@@ -14,6 +14,7 @@ id. Nothing is ever skipped: the offset never passes an event the broker did not
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Relay:
         if not rows:
             return 0
         pks = [pk for pk, _ in rows]
-        if any(b <= a for a, b in zip(pks, pks[1:], strict=False)) or pks[0] <= offset:
+        if any(b <= a for a, b in itertools.pairwise(pks)) or pks[0] <= offset:
             raise ValueError("read_after must return rows after the offset in ascending pk order")
         self.broker.publish([event for _, event in rows])
         self.save_offset(pks[-1])

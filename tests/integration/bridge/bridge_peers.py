@@ -4,6 +4,8 @@ a stream with the client libraries themselves, not through the code under test."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +18,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from omnicrm.bridge.envelope import CloudEvent, from_event_json
 
 Raw = tuple[bytes, dict[str, Any]]
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def rabbit_reachable(url: str) -> bool:
@@ -202,10 +211,8 @@ def nats_delete_streams(url: str, streams: Sequence[str]) -> None:
         try:
             js = client.jetstream()
             for name in streams:
-                try:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
                     await js.delete_stream(name)
-                except nats.js.errors.NotFoundError:
-                    pass
         finally:
             await client.close()
 

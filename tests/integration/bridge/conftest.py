@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,25 +13,19 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-
 from bridge_peers import (
+    free_port,
     nats_delete_streams,
     nats_reachable,
     rabbit_delete,
     rabbit_reachable,
 )
+
 from omnicrm.bridge.nats import NatsConfig
 from omnicrm.bridge.rabbitmq import RabbitConfig
 
 AMQP_URL = os.environ.get("OMNICRM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("OMNICRM_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +46,7 @@ def nats_url() -> Iterator[str]:
         pytest.fail(f"NATS is not running at {NATS_URL} and nats-server is not installed")
     port = free_port()
     with tempfile.TemporaryDirectory() as store:
-        server = subprocess.Popen(  # noqa: S603 - our own test server
+        server = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -98,7 +91,9 @@ def rabbit(amqp_url: str, tag: str) -> Iterator[RabbitConfig]:
 @pytest.fixture
 def bank_rabbit(rabbit: RabbitConfig) -> RabbitConfig:
     """A bank system's side: publishes to the exchange omnicrm's queue is bound to."""
-    return replace(rabbit, publish_exchange=rabbit.consume_exchange, connection_name=f"bank-{rabbit.connection_name}")
+    return replace(
+        rabbit, publish_exchange=rabbit.consume_exchange, connection_name=f"bank-{rabbit.connection_name}"
+    )
 
 
 @pytest.fixture

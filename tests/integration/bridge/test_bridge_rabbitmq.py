@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 import pytest
-
 from bridge_peers import (
     bank_events,
     rabbit_count,
@@ -12,6 +13,7 @@ from bridge_peers import (
     rabbit_kill_connection,
     rabbit_publish_raw,
 )
+
 from omnicrm.bridge.base import DONE, BrokerUnavailable, Delivery, Invalid, NotConfirmed, Verdict
 from omnicrm.bridge.envelope import parse
 from omnicrm.bridge.rabbitmq import REASON_HEADER, RabbitBroker, RabbitConfig
@@ -31,7 +33,9 @@ class Collector:
         if self.fail_first and self.calls == 1:
             raise RuntimeError("the database is down")
         self.seen.extend(deliveries)
-        return [Invalid("type: not in the catalogue") if d.event.id in self.refuse else DONE for d in deliveries]
+        return [
+            Invalid("type: not in the catalogue") if d.event.id in self.refuse else DONE for d in deliveries
+        ]
 
     @property
     def ids(self) -> list[str]:
@@ -39,9 +43,9 @@ class Collector:
 
 
 def drain(broker: RabbitBroker, handler: Collector, want: int, *, batch: int = 100) -> int:
-    """Consume until the handler saw `want` events, or three empty waits in a row."""
+    """Consume until `want` messages were settled (acked or dead-lettered), or three empty waits."""
     settled, empty = 0, 0
-    while len(handler.seen) < want and empty < 3:
+    while settled < want and empty < 3:
         got = broker.consume(handler, batch=batch, timeout=2.0)
         settled += got
         empty = 0 if got else empty + 1
@@ -49,7 +53,7 @@ def drain(broker: RabbitBroker, handler: Collector, want: int, *, batch: int = 1
 
 
 @pytest.fixture
-def omnicrm_side(rabbit: RabbitConfig) -> RabbitBroker:
+def omnicrm_side(rabbit: RabbitConfig) -> Iterator[RabbitBroker]:
     broker = RabbitBroker(rabbit)
     broker.declare()  # the queue exists (and is bound) before the bank publishes
     yield broker
@@ -57,7 +61,7 @@ def omnicrm_side(rabbit: RabbitConfig) -> RabbitBroker:
 
 
 @pytest.fixture
-def bank_side(bank_rabbit: RabbitConfig) -> RabbitBroker:
+def bank_side(bank_rabbit: RabbitConfig) -> Iterator[RabbitBroker]:
     broker = RabbitBroker(bank_rabbit)
     yield broker
     broker.close()
@@ -100,7 +104,7 @@ def test_invalid_messages_go_to_the_dead_letter_queue_with_their_reason(
     rabbit_publish_raw(rabbit.url, rabbit.consume_exchange, [b"not json at all", bad_envelope])
     bank_side.publish(good)
     handler = Collector(refuse=frozenset({good[3].id}))
-    drain(omnicrm_side, handler, 10)
+    assert drain(omnicrm_side, handler, 12) == 12
     assert sorted(handler.ids) == sorted(e.id for e in good)  # the rest were processed
     dead = rabbit_drain(rabbit.url, rabbit.dead_letter_queue)
     reasons = sorted(str(headers[REASON_HEADER]) for _, headers in dead)
