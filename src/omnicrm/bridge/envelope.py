@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -116,7 +116,7 @@ class CloudEvent(BaseModel):
             if value is not None:
                 out[name] = value
         if self.time is not None:
-            out["time"] = self.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            out["time"] = self.time.isoformat().replace("+00:00", "Z")  # RFC 3339, offset kept
         out.update(self.extensions)
         if self.data is not None:
             out["data"] = self.data

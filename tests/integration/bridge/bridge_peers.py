@@ -228,7 +228,7 @@ def bank_events(count: int, tag: str, *, start: int = 0) -> list[CloudEvent]:
                 "event_id": f"{tag}-{i:05d}",
                 "type": "product.opened",
                 "occurred_at": "2026-11-30T09:00:00+02:00",
-                "identifiers": {"core_banking_id": f"CB{i:07d}"},
+                "identifiers": {"cbs_id": f"CB{i:07d}"},
                 "attributes": {"product_class": "deposit", "contract_number": f"D-{i}"},
             },
             source_uri="/core-banking",
