@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -149,3 +150,31 @@ def test_a_publish_nobody_can_receive_is_not_confirmed(rabbit: RabbitConfig, tag
             broker.publish(bank_events(3, tag))
     finally:
         broker.close()
+
+
+def test_a_message_that_always_crashes_the_handler_ends_in_the_dead_letter_queue(
+    rabbit: RabbitConfig, bank_side: RabbitBroker, tag: str
+) -> None:
+    broker = RabbitBroker(replace(rabbit, delivery_limit=2))
+    try:
+        broker.declare()
+        (poison,) = bank_events(1, tag)
+        bank_side.publish([poison])
+        crashes = 0
+
+        def crash(deliveries: list[Delivery]) -> list[Verdict]:
+            raise ValueError("a defect this event triggers")
+
+        for _ in range(10):
+            try:
+                if broker.consume(crash, batch=1, timeout=1.0) == 0:
+                    break
+            except ValueError:
+                crashes += 1
+    finally:
+        broker.close()
+    assert crashes == 3  # the first delivery and two more, then the quorum queue gives up on it
+    (dead,) = rabbit_drain(rabbit.url, rabbit.dead_letter_queue)
+    assert parse(dead[0]).id == poison.id
+    assert dead[1]["x-death"][0]["reason"] == "delivery_limit"
+    assert rabbit_count(rabbit.url, rabbit.consume_queue) == 0
