@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         default=200.0, ge=1, le=60_000
     )  # a worker with nothing due sleeps so long
     dispatch_process: bool = True  # `omnicrm serve` runs the dispatch worker as a child process
+    # Broker bridge (`omnicrm bridge`, docs/broker-bridge.md): which broker, where, and the prefix of
+    # the bank's CloudEvent types (`ua.bank.` takes `ua.bank.product.opened` as `product.opened`).
+    bridge_broker: Literal["rabbitmq", "nats"] = "rabbitmq"
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    nats_url: str = "nats://127.0.0.1:4222"
+    bridge_type_prefix: str = ""
     # E-mail over SMTP; unset host: no e-mail channel.
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -16,6 +16,7 @@ from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
 from omnicrm.cli.audit import audit_app
+from omnicrm.cli.bridge import bridge_command
 from omnicrm.cli.common import (
     CLI_ACTOR,
     check_settings,
@@ -54,6 +55,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(scenarios_app, name="scenarios")
 app.command("replay")(replay_command)
 app.command("dispatch")(dispatch_command)
+app.command("bridge")(bridge_command)
 app.callback()(check_settings)
 
 
