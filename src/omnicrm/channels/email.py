@@ -19,6 +19,7 @@ failure after MAIL FROM drops the connection and returns Transient, leaving the 
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import smtplib
@@ -150,7 +151,7 @@ class EmailChannel(Channel):
                 conn.ehlo()
             if config.username is not None:
                 step = "AUTH"
-                conn.login(config.username, config.password or "")
+                _login(conn, config.username, config.password or "")
         except smtplib.SMTPResponseException as exc:  # 535 and friends: say which step refused
             conn.close()
             raise _Refused(step, exc.smtp_code, _text(exc.smtp_error)) from exc
@@ -193,6 +194,20 @@ class EmailChannel(Channel):
                     conn.quit()
                 except (OSError, smtplib.SMTPException):
                     conn.close()
+
+
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH as smtplib does, except for credentials beyond ASCII, which smtplib cannot encode:
+    those go as RFC 4616 PLAIN in UTF-8 (a Ukrainian password is not an error)."""
+    if (username + password).isascii():
+        conn.login(username, password)
+        return
+    if "PLAIN" not in conn.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("non-ASCII credentials need AUTH PLAIN, which the server lacks")
+    token = base64.b64encode(b"\0" + username.encode("utf-8") + b"\0" + password.encode("utf-8"))
+    code, text = conn.docmd("AUTH", "PLAIN " + token.decode("ascii"))
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, text)
 
 
 def _text(reply: bytes | str) -> str:

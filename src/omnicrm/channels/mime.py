@@ -261,11 +261,13 @@ class MimeBuilder:
             text_cte,
             b"\r\n\r\n",
             text_body,
+            CRLF,  # this CRLF belongs to the delimiter (RFC 2046), not to the text
             separator,
             b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: ',
             html_cte,
             b"\r\n\r\n",
             html_body,
+            CRLF,
             separator,
             b"--\r\n",
         ]
