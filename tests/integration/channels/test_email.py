@@ -248,7 +248,8 @@ def test_a_sent_message_arrives_as_rfc5322_multipart_with_tracking(
 ) -> None:
     result = channel.send(_message())
 
-    assert isinstance(result, Accepted) and result.provider == "smtp-a"
+    assert isinstance(result, Accepted)
+    assert result.provider == "smtp-a"
     (received,) = server.mailbox.received
     assert (received.mail_from, received.rcpt_tos) == ("noreply@bank.example.ua", ["olena@example.com"])
     mail = received.parsed()
@@ -267,7 +268,8 @@ def test_a_sent_message_arrives_as_rfc5322_multipart_with_tracking(
     assert (
         text.replace("\r\n", "\n") == BODY.replace("https://bank.example.ua/cards?id=7&n=1", tracked) + "\n"
     )
-    assert "Шановна Олено Ґудзь," in page and "«Їжак»" in page
+    assert "Шановна Олено Ґудзь," in page
+    assert "«Їжак»" in page
     assert f'<a href="{tracked}">https://bank.example.ua/cards?id=7&amp;n=1</a>.' in page
     assert '<img src="https://crm.example.ua/t/o/sig123" width="1" height="1"' in page
     unsubscribe = mail["List-Unsubscribe"].replace("\r\n", "").split(",")
@@ -286,12 +288,12 @@ def test_an_untracked_message_has_no_pixel_no_unsubscribe_and_its_links_as_writt
     )
 
     mail = server.mailbox.received[0].parsed()
-    assert mail["List-Unsubscribe"] is None and mail["List-Unsubscribe-Post"] is None
+    assert mail["List-Unsubscribe"] is None
+    assert mail["List-Unsubscribe-Post"] is None
     text_part, html_part = mail.iter_parts()
     assert text_part.get_content() == "See https://x.example/a\r\n"
-    assert (
-        '<a href="https://x.example/a">' in html_part.get_content() and "<img" not in html_part.get_content()
-    )
+    assert '<a href="https://x.example/a">' in html_part.get_content()
+    assert "<img" not in html_part.get_content()
 
 
 def test_a_resend_of_the_same_key_carries_the_same_message_id(
@@ -303,7 +305,9 @@ def test_a_resend_of_the_same_key_carries_the_same_message_id(
         channel.send(_message("k-2")),
     )
 
-    assert isinstance(first, Accepted) and isinstance(again, Accepted) and isinstance(other, Accepted)
+    assert isinstance(first, Accepted)
+    assert isinstance(again, Accepted)
+    assert isinstance(other, Accepted)
     ids = [r.parsed()["Message-ID"] for r in server.mailbox.received]
     assert ids == [first.provider_id, first.provider_id, other.provider_id]
     assert first.provider_id != other.provider_id
@@ -347,7 +351,8 @@ def test_smtp_refusals_become_typed_results(
     assert isinstance(result, expected)
     assert isinstance(result, Permanent | Transient)
     code = (rcpt_reply or data_reply or "")[:3]
-    assert code in result.reason and "olena@example.com" not in result.reason
+    assert code in result.reason
+    assert "olena@example.com" not in result.reason
     if isinstance(result, Permanent):
         assert result.gone is gone
     assert server.mailbox.received == []
@@ -376,7 +381,8 @@ def test_configuration_failures_are_transient(
     finally:
         email.close()
 
-    assert isinstance(result, Transient) and why in result.reason
+    assert isinstance(result, Transient)
+    assert why in result.reason
     assert server.mailbox.received == []
 
 
@@ -395,8 +401,10 @@ def test_auth_login_and_plain(certs: tuple[Path, Path, Path], password: str, mec
         email.close()
         smtp.stop()
 
-    assert isinstance(result, Accepted) and len(smtp.mailbox.received) == 1
-    assert isinstance(wrong, Transient) and "535" in wrong.reason
+    assert isinstance(result, Accepted)
+    assert len(smtp.mailbox.received) == 1
+    assert isinstance(wrong, Transient)
+    assert "535" in wrong.reason
 
 
 def test_a_server_that_is_down_is_transient(server: SmtpServer) -> None:
@@ -404,7 +412,8 @@ def test_a_server_that_is_down_is_transient(server: SmtpServer) -> None:
 
     result = email.send(_message())
 
-    assert isinstance(result, Transient) and "smtp-a" in result.reason
+    assert isinstance(result, Transient)
+    assert "smtp-a" in result.reason
 
 
 def test_a_restarted_server_is_reconnected_to(server: SmtpServer, channel: EmailChannel) -> None:
@@ -435,5 +444,6 @@ def test_unsendable_messages_are_permanent_and_never_reach_the_server(
 ) -> None:
     result = channel.send(message)
 
-    assert isinstance(result, Permanent) and why in result.reason
+    assert isinstance(result, Permanent)
+    assert why in result.reason
     assert server.mailbox.received == []
