@@ -212,6 +212,17 @@ class MimeBuilder:
             html_close="\n</body>\n</html>\n",
         )
 
+    @staticmethod
+    def html_document(skeleton: Skeleton, rendered: Rendered) -> str:
+        """The whole HTML part: the skeleton's frame around the rendered paragraphs."""
+        return (
+            skeleton.html_open
+            + html.escape(rendered.subject)
+            + skeleton.html_title_end
+            + rendered.html
+            + skeleton.html_close
+        )
+
     def _date_header(self) -> bytes:
         """Date to the second; formatting it once a second instead of once a message."""
         now = int(time.time())
@@ -228,13 +239,7 @@ class MimeBuilder:
             raise Unbuildable("the idempotency key is not header-safe")
         skeleton = self.skeleton(message.template, message.language)
         rendered = render(message)
-        html_doc = (
-            skeleton.html_open
-            + html.escape(rendered.subject)
-            + skeleton.html_title_end
-            + rendered.html
-            + skeleton.html_close
-        )
+        html_doc = self.html_document(skeleton, rendered)
         text_cte, text_body = encode_body(rendered.text)
         html_cte, html_body = encode_body(html_doc)
         separator = b"--" + skeleton.boundary
