@@ -81,6 +81,8 @@ class EmailChannel(Channel):
         self.builder = MimeBuilder(
             config.sender, domain=config.message_domain, unsubscribe_mailto=config.unsubscribe_mailto
         )
+        # smtplib's mail()/rcpt() re-parse both addresses on every message; the builder checked them
+        self._mail_from = f"FROM:<{self.builder.envelope_sender}>"
         self._tls = ssl.create_default_context(cafile=config.cafile) if config.starttls else None
         self._conn: smtplib.SMTP | None = None
         self._lock = threading.Lock()
@@ -105,7 +107,7 @@ class EmailChannel(Channel):
         reused = self._conn is not None
         conn = self._connection()
         try:
-            self._expect(conn, "MAIL", conn.mail(self.builder.envelope_sender), 250)
+            self._expect(conn, "MAIL", conn.docmd("MAIL", self._mail_from), 250)
         except (smtplib.SMTPServerDisconnected, ConnectionError, _Refused) as exc:
             stale = not isinstance(exc, _Refused) or exc.code == 421
             if not (reused and stale):
@@ -113,8 +115,8 @@ class EmailChannel(Channel):
             log.info("smtp connection dropped by the server; reconnecting", extra={"provider": self.provider})
             self._drop()
             conn = self._connection()
-            self._expect(conn, "MAIL", conn.mail(self.builder.envelope_sender), 250)
-        self._expect(conn, "RCPT", conn.rcpt(recipient), 250, 251)
+            self._expect(conn, "MAIL", conn.docmd("MAIL", self._mail_from), 250)
+        self._expect(conn, "RCPT", conn.docmd("RCPT", f"TO:<{recipient}>"), 250, 251)  # a plain address
         try:
             reply: tuple[int, bytes | str] = conn.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
