@@ -41,7 +41,8 @@ _ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 @dataclass(frozen=True, slots=True)
 class SmtpConfig:
     """Where and how to hand e-mails over. `domain` (for Message-IDs and EHLO) defaults to the
-    sender's domain; `cafile` trusts a private CA (tests, an internal relay) on top of verification."""
+    sender's domain. The server's certificate is always verified, against the system's CAs or, when
+    `cafile` is set, against that file's only (a private CA: tests, an internal relay)."""
 
     host: str
     port: int
@@ -68,8 +69,8 @@ class _Refused(Exception):
 
 
 class EmailChannel(Channel):
-    """One SMTP provider. Not for concurrent use by threads beyond its lock: one connection, one
-    transaction at a time, as the synchronous dispatch worker sends."""
+    """One SMTP provider. Threads may share it but take turns: one connection, one transaction at
+    a time, as the synchronous dispatch worker sends; for more, run more instances."""
 
     channel = "email"
     max_subject = 200  # mail clients cut far earlier; longer is a template defect
@@ -112,7 +113,7 @@ class EmailChannel(Channel):
             stale = not isinstance(exc, _Refused) or exc.code == 421
             if not (reused and stale):
                 raise
-            log.info("smtp connection dropped by the server; reconnecting", extra={"provider": self.provider})
+            log.info("%s: smtp connection dropped by the server; reconnecting", self.provider)
             self._drop()
             conn = self._connection()
             self._expect(conn, "MAIL", conn.docmd("MAIL", self._mail_from), 250)
@@ -167,14 +168,12 @@ class EmailChannel(Channel):
         # the server's text may quote the address: keep personal data out of the stored reason
         text = refused.text.replace(message.to, "<recipient>")
         reason = f"{self.provider}: {refused.step} {refused.code} {text}"[:300]
-        log.warning(
-            "smtp refused",
-            extra={
-                "provider": self.provider,
-                "step": refused.step,
-                "code": refused.code,
-                "idempotency_key": message.idempotency_key,
-            },
+        log.warning(  # the key and the code, not the text
+            "%s: smtp %s refused %d (key %s)",
+            self.provider,
+            refused.step,
+            refused.code,
+            message.idempotency_key,
         )
         if 400 <= refused.code < 500 or refused.step in ("EHLO", "STARTTLS", "AUTH", "MAIL"):
             return Transient(reason)
