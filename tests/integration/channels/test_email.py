@@ -296,6 +296,26 @@ def test_an_untracked_message_has_no_pixel_no_unsubscribe_and_its_links_as_writt
     assert "<img" not in html_part.get_content()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        ".\n..two dots\nFrom the bank\n.\n",  # SMTP's end-of-data and mbox's From line
+        "ascii only, short lines\n\nsecond paragraph",  # 7bit
+        "Ї" * 400 + "\n" + "x" * 300,  # base64 with long lines
+        "Mostly ASCII with one ґ and a very long line " + "word " * 60,  # quoted-printable
+    ],
+    ids=["dots", "7bit", "base64", "quoted-printable"],
+)
+def test_what_arrives_decodes_to_what_was_sent(server: SmtpServer, channel: EmailChannel, body: str) -> None:
+    result = channel.send(_message(body=body, tracking=None, subject="Перевірка " + body[:30]))
+
+    assert isinstance(result, Accepted)
+    mail = server.mailbox.received[0].parsed()
+    assert mail["Subject"] == " ".join(("Перевірка " + body[:30]).split())
+    text_part, _ = mail.iter_parts()
+    assert text_part.get_content().replace("\r\n", "\n") == body.rstrip("\n") + "\n"
+
+
 def test_a_resend_of_the_same_key_carries_the_same_message_id(
     server: SmtpServer, channel: EmailChannel
 ) -> None:
