@@ -7,12 +7,24 @@ call-centre queue are omnicrm's own and always active."""
 from __future__ import annotations
 
 from omnicrm.channels.base import Channel
+from omnicrm.channels.email import EmailChannel, SmtpConfig
 from omnicrm.channels.webpush import WebPushChannel, WebPushConfig
 from omnicrm.settings import Settings
 
 
 def channels_from(settings: Settings) -> dict[str, Channel]:
     found: dict[str, Channel] = {}
+    if settings.smtp_host:
+        smtp = SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.mail_from,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            cafile=str(settings.smtp_cafile) if settings.smtp_cafile else None,
+        )
+        found["email"] = EmailChannel("smtp", smtp, rate_per_second=settings.email_rate)
     if settings.vapid_private_key is not None:
         config = WebPushConfig(settings.vapid_private_key.get_secret_value(), settings.vapid_subject)
         found["webpush"] = WebPushChannel("webpush", config, rate_per_second=settings.webpush_rate)
