@@ -76,7 +76,7 @@ def test_a_surrogate_pair_is_never_split() -> None:
 
 
 GSM_CHARS = st.sampled_from(sorted(GSM7_BASIC | GSM7_EXTENSION))
-ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400)
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=400)
 
 
 @settings(max_examples=200, deadline=None)
