@@ -117,9 +117,7 @@ class KannelPeer:
             return [mt for mt in map(parse_fakesmsc_line, log) if mt is not None]
 
     def received_count(self) -> int:
-        if not self.fakesmsc_log.exists():
-            return 0
-        return self.fakesmsc_log.read_bytes().count(b"Got message ")
+        return self._log_count(b"Got message ")
 
     def inject_mo(self, sender: str, receiver: str, text: str) -> None:
         """Send an MO message from the fake SMSC as if a phone had texted `receiver`: GSM-7 text as
@@ -130,8 +128,17 @@ class KannelPeer:
             line = f"{sender} {receiver} ucs2 {urllib.parse.quote_from_bytes(text.encode('utf-16-be'))}\n"
         stdin = self.processes["fakesmsc"].stdin
         assert stdin is not None
+        # fakesmsc reads stdin through a stdio buffer but waits with select(): a second line
+        # already in the pipe would sit unread, so hand it one line and wait until it sent it.
+        before = self._log_count(b"fakesmsc: sent message ")
         stdin.write(line.encode())
         stdin.flush()
+        _wait(lambda: self._log_count(b"fakesmsc: sent message ") > before, 10, "fakesmsc MO")
+
+    def _log_count(self, marker: bytes) -> int:
+        if not self.fakesmsc_log.exists():
+            return 0
+        return self.fakesmsc_log.read_bytes().count(marker)
 
     def status(self) -> str:
         url = f"http://127.0.0.1:{self.admin_port}/status.txt?password={PASSWORD}"

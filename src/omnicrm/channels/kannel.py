@@ -1,8 +1,8 @@
 """SMS through Kannel's HTTP gateway: smsbox `/cgi-bin/sendsms`, its delivery receipts and MO texts.
 
 Why Kannel: it is the open-source SMS gateway banks and operators run in front of their SMSCs
-(SMPP, UCP, CIMD...). omnicrm talks to its smsbox over HTTP with one keep-alive connection pool,
-so one adapter instance is shared by the dispatch threads.
+(SMPP, UCP, CIMD...). omnicrm talks to its smsbox over HTTP on kept-alive connections (one per
+dispatch thread, see keepalive.py), so one adapter instance serves all threads at >1,000 SMS/s.
 
 The idempotency key travels in the `dlr-url` Kannel calls back for each receipt, with an HMAC of
 it when a secret is configured, so a receipt names the outbox row it belongs to and cannot be
@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
-import httpx
-
 from omnicrm.channels.base import Accepted, Channel, Outgoing, Permanent, SendResult, Transient
+from omnicrm.channels.keepalive import Answer, KeepAliveClient
 from omnicrm.channels.sms_feedback import DeliveryReceipt, Inbound, ReceiptStatus
 from omnicrm.channels.sms_text import segments
 
@@ -64,7 +65,6 @@ class KannelConfig:
     method: Literal["GET", "POST"] = "GET"
     max_segments: int = 10  # the sendsms-user's `max-messages` in kannel.conf
     timeout: float = 10.0
-    max_connections: int = 64
 
 
 def dlr_signature(secret: bytes, key: str) -> str:
@@ -82,10 +82,7 @@ class KannelChannel(Channel):
     def __init__(self, provider: str, config: KannelConfig, *, rate_per_second: float | None = None) -> None:
         super().__init__(provider, rate_per_second=rate_per_second)
         self.config = config
-        limits = httpx.Limits(
-            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-        )
-        self._http = httpx.Client(timeout=config.timeout, limits=limits)
+        self._http = KeepAliveClient(config.sendsms_url, timeout=config.timeout)
 
     def params(self, message: Outgoing) -> dict[str, str]:
         """The sendsms parameters for one message (public so tests and tools can inspect them)."""
@@ -109,11 +106,11 @@ class KannelChannel(Channel):
 
     def dlr_url(self, key: str) -> str:
         assert self.config.dlr_url is not None
-        query = httpx.QueryParams({"key": key})
+        query = {"key": key}
         if self.config.dlr_secret:
-            query = query.set("sig", dlr_signature(self.config.dlr_secret, key))
+            query["sig"] = dlr_signature(self.config.dlr_secret, key)
         glue = "&" if "?" in self.config.dlr_url else "?"
-        return f"{self.config.dlr_url}{glue}{query}&{DLR_ESCAPES}"
+        return f"{self.config.dlr_url}{glue}{urllib.parse.urlencode(query)}&{DLR_ESCAPES}"
 
     def _send(self, message: Outgoing) -> SendResult:
         split = segments(message.body)
@@ -123,19 +120,17 @@ class KannelChannel(Channel):
             )
         params = self.params(message)
         try:
-            if self.config.method == "POST":
-                answer = self._http.post(self.config.sendsms_url, data=params)
-            else:
-                answer = self._http.get(self.config.sendsms_url, params=params)
-        except httpx.TransportError as exc:  # refused, reset, timed out: the gateway may be back soon
+            answer = self._http.request(self.config.method, params)
+        except http.client.HTTPException as exc:  # a garbled or missing answer: the gateway may be back soon
             return Transient(f"{self.provider}: {type(exc).__name__}: {exc}"[:300])
+        # OSError (refused, reset, timed out) propagates: Channel.send makes it Transient.
         result = self._result(answer, message.idempotency_key, split.count, split.coding)
-        log.debug("kannel %s: %s -> %s", self.provider, message.idempotency_key, answer.status_code)
+        log.debug("kannel %s: %s -> %s", self.provider, message.idempotency_key, answer.status)
         return result
 
-    def _result(self, answer: httpx.Response, key: str, count: int, coding: str) -> SendResult:
-        body = answer.text.strip()[:200]
-        code = answer.status_code
+    def _result(self, answer: Answer, key: str, count: int, coding: str) -> SendResult:
+        body = answer.body.strip()[:200]
+        code = answer.status
         if code == 202 or (200 <= code < 300 and body[:2] in ("0:", "3:")):
             return Accepted(self.provider, key, {"segments": count, "coding": coding})
         if code in (429, 503) or code >= 500:
@@ -149,8 +144,8 @@ class KannelChannel(Channel):
         self._http.close()
 
 
-def _retry_after(answer: httpx.Response) -> float | None:
-    value = answer.headers.get("retry-after", "")
+def _retry_after(answer: Answer) -> float | None:
+    value = answer.retry_after or ""
     return float(value) if value.isdigit() else None
 
 
