@@ -167,7 +167,7 @@ def parse_dlr(params: Mapping[str, str]) -> DeliveryReceipt:
     # Kannel retries a failed callback with the same values: key + type + SMSC id make it one event.
     event = f"kannel:{key}:{dlr_type}:{params.get('fid', '')}"
     at = datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
-    return DeliveryReceipt(key, status, event, at, params.get("answer") or None)
+    return DeliveryReceipt(key, status, event, at, params.get("answer") or None, params.get("fid") or None)
 
 
 def parse_mo(params: Mapping[str, str]) -> Inbound:

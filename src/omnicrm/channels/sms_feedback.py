@@ -17,15 +17,17 @@ ReceiptStatus = Literal["sent", "delivered", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
-    """The gateway's word about one message. `key` is the outbox idempotency key the adapter sent;
-    `provider_event_id` is stable across the gateway's retries of the same receipt, so the
-    feedback inbox stores it once."""
+    """The gateway's word about one message. `key` is the outbox idempotency key when the gateway
+    echoes it (Kannel's dlr-url); otherwise (SMPP) `provider_id`, the id the gateway gave at
+    submit, which dispatch recorded as the outbox row's provider_id. `provider_event_id` is stable
+    across the gateway's retries of the same receipt, so the feedback inbox stores it once."""
 
-    key: str
+    key: str | None
     status: ReceiptStatus
     provider_event_id: str
     at: datetime
     reason: str | None = None  # the SMSC's answer, e.g. "UNDELIV" or an error code
+    provider_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,3 +87,43 @@ def segments(text: str) -> Segmented:
         used += cost
     parts.append(text[start:])
     return Segmented(coding, tuple(parts))
+
+
+# GSM 03.38 code points in table order: the basic set (0x1B is the escape) and the extension
+# table's filled positions. SMPP carries GSM-7 unpacked, one septet per octet.
+_GSM7_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXT_CODES = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D, "]": 0x3E}
+_GSM7_EXT_CODES |= {"|": 0x40, "€": 0x65}
+_GSM7_INDEX = {ch: i for i, ch in enumerate(_GSM7_TABLE) if ch != "\x1b"}
+_GSM7_EXT_CHARS = {code: ch for ch, code in _GSM7_EXT_CODES.items()}
+
+
+def gsm7_encode(text: str) -> bytes:
+    """`text` as unpacked GSM 03.38 septets; raises ValueError for a character outside it."""
+    out = bytearray()
+    for ch in text:
+        if ch in _GSM7_INDEX:
+            out.append(_GSM7_INDEX[ch])
+        elif ch in _GSM7_EXT_CODES:
+            out += bytes((0x1B, _GSM7_EXT_CODES[ch]))
+        else:
+            raise ValueError(f"U+{ord(ch):04X} is not in the GSM 03.38 alphabet")
+    return bytes(out)
+
+
+def gsm7_decode(data: bytes) -> str:
+    """Unpacked GSM 03.38 septets as text (an unknown escape yields a space, as 23.038 says)."""
+    out: list[str] = []
+    escaped = False
+    for byte in data:
+        if escaped:
+            out.append(_GSM7_EXT_CHARS.get(byte, " "))
+            escaped = False
+        elif byte == 0x1B:
+            escaped = True
+        else:
+            out.append(_GSM7_TABLE[byte & 0x7F])
+    return "".join(out)

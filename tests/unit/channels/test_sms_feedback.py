@@ -61,7 +61,19 @@ def test_mo_parsing() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["STOP", "stop", "Stop!", "  stop.  ", "СТОП", "стоп", " Стоп! ", "UNSUBSCRIBE", "ВІДПИСАТИСЯ", "«Стоп»", "CTOП"],
+    [
+        "STOP",
+        "stop",
+        "Stop!",
+        "  stop.  ",
+        "СТОП",
+        "стоп",
+        " Стоп! ",
+        "UNSUBSCRIBE",
+        "ВІДПИСАТИСЯ",
+        "«Стоп»",
+        "CTOП",
+    ],
 )
 def test_stop_words(text: str) -> None:
     assert is_stop(text)

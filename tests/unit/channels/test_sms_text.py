@@ -11,6 +11,8 @@ from omnicrm.channels.sms_text import (
     GSM7_EXTENSION,
     GSM7_PART,
     UCS2_PART,
+    gsm7_decode,
+    gsm7_encode,
     is_gsm7,
     length,
     segments,
@@ -102,3 +104,22 @@ def test_any_text_parts_fit_and_rejoin(text: str) -> None:
         # greedy: a part is never closed while the next character would still fit
         for part, following in zip(result.parts, result.parts[1:], strict=False):
             assert length(part + following[0], result.coding) > limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=GSM_CHARS, max_size=200))
+def test_gsm7_encoding_round_trips_and_costs_its_length(text: str) -> None:
+    encoded = gsm7_encode(text)
+    assert gsm7_decode(encoded) == text
+    assert len(encoded) == length(text, "gsm7")
+    assert all(b < 0x80 for b in encoded)
+
+
+@pytest.mark.parametrize(("text", "octets"), [("@", b"\x00"), ("A€", b"\x41\x1b\x65"), ("§¿", b"\x5f\x60")])
+def test_gsm7_code_points(text: str, octets: bytes) -> None:
+    assert gsm7_encode(text) == octets
+
+
+def test_gsm7_refuses_what_it_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="GSM"):
+        gsm7_encode("Ї")
