@@ -245,6 +245,8 @@ class SmppChannel(Channel):
         if self._client is not None and not self._broken:
             return
         self._reset(None)
+        with self._answered:
+            self._answers.clear()  # answers of a dead bind will never be claimed
         client = smpplib.client.Client(
             self.config.host,
             self.config.port,

@@ -153,6 +153,22 @@ def test_delivery_receipts_come_back_with_the_key(
     assert all(abs(time.time() - r.at.timestamp()) < 300 for r in parsed)
 
 
+def test_a_long_text_gets_one_receipt_per_status_not_per_part(
+    channel: KannelChannel, webhooks: tuple[str, Recorder]
+) -> None:
+    _, recorder = webhooks
+    result = channel.send(sms("k-dlr-long", "+380501110011", "я" * 150))
+    assert isinstance(result, Accepted)
+    assert result.detail["segments"] == 3
+
+    def statuses() -> list[str]:
+        return sorted(parse_dlr(q).status for q in recorder.on("/dlr") if q.get("key") == "k-dlr-long")
+
+    assert wait_for(lambda: statuses() == ["delivered", "sent"])
+    time.sleep(0.5)  # a receipt per part would have arrived by now
+    assert statuses() == ["delivered", "sent"]
+
+
 def test_an_mo_stop_reaches_the_service_and_is_recognised(
     peer: kannel_peer.KannelPeer, webhooks: tuple[str, Recorder]
 ) -> None:
