@@ -18,7 +18,7 @@ import http.client
 import logging
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
@@ -56,10 +56,10 @@ class KannelConfig:
 
     sendsms_url: str  # http://kannel:13013/cgi-bin/sendsms
     username: str
-    password: str
+    password: str = field(repr=False)
     sender: str  # the sender id ("from"), e.g. the bank's alphanumeric name
     dlr_url: str | None = None
-    dlr_secret: bytes | None = None
+    dlr_secret: bytes | None = field(default=None, repr=False)
     dlr_mask: int = ALL_DLRS
     smsc: str | None = None  # route through one smsc-id of the gateway
     method: Literal["GET", "POST"] = "GET"

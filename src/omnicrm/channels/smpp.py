@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -73,7 +73,7 @@ class SmppConfig:
     host: str
     port: int
     system_id: str
-    password: str
+    password: str = field(repr=False)
     source_addr: str  # the sender id
     source_addr_ton: int = 5  # alphanumeric; 1 (international) for a numeric sender
     source_addr_npi: int = 0
