@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnicrm.domain.privacy import DEV_PSEUDONYM_KEY
@@ -20,6 +20,31 @@ DEV_FEEDBACK_KEY = "omnicrm-development-feedback-key-not-for-production"
 SHIPPED_DATA = Path(__file__).resolve().parent / "data"
 SHIPPED_CATALOGUE = SHIPPED_DATA / "catalogue" / "events.yaml"
 SHIPPED_SCENARIOS = SHIPPED_DATA / "scenarios"
+
+
+class SmsProvider(BaseModel):
+    """One SMS gateway of OMNICRM_SMS_PROVIDERS (a JSON list, in failover order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    kind: Literal["kannel", "smpp"] = "kannel"
+    url: str | None = None  # kannel: http://host:13013/cgi-bin/sendsms
+    host: str | None = None  # smpp
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str  # kannel's sendsms-user, SMPP's system_id
+    password: SecretStr
+    sender: str = Field(min_length=1, max_length=16)
+    smsc: str | None = None  # kannel: route through one smsc-id
+    rate: float | None = Field(default=None, gt=0)  # sends per second per worker
+
+    @model_validator(mode="after")
+    def _where(self) -> SmsProvider:
+        if self.kind == "kannel" and not self.url:
+            raise ValueError(f"SMS provider {self.name}: a kannel provider needs its sendsms url")
+        if self.kind == "smpp" and not (self.host and self.port):
+            raise ValueError(f"SMS provider {self.name}: an smpp provider needs host and port")
+        return self
 
 
 class Settings(BaseSettings):
@@ -102,6 +127,8 @@ class Settings(BaseSettings):
     smtp_cafile: Path | None = None  # a CA to trust for STARTTLS besides the system's
     mail_from: str = "bank@bank.example"
     email_rate: float | None = Field(default=None, gt=0)  # sends per second per worker
+    # SMS gateways in failover order (JSON list of SmsProvider); empty: no SMS channel.
+    sms_providers: list[SmsProvider] = Field(default_factory=list)
     # Web push (VAPID, RFC 8292): the private key from `omnicrm channels vapid-keys`; unset: no web push.
     vapid_private_key: SecretStr | None = None
     vapid_subject: str = "mailto:crm@bank.example"

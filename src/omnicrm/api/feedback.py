@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from omnicrm.api.deps import ContainerDep
 from omnicrm.bootstrap import Container
-from omnicrm.services.feedback import intake, tracking, webhooks
+from omnicrm.services.feedback import intake, sms, tracking, webhooks
 
 router = APIRouter(tags=["feedback"])
 _PIXEL = bytes.fromhex(
@@ -62,8 +62,51 @@ async def provider_webhook(provider: str, request: Request, container: Container
     return {"items": [{"id": r.event_id, "outcome": o} for r, o in zip(reports, outcomes, strict=True)]}
 
 
+@router.get(
+    "/v1/webhooks/kannel/dlr",
+    summary="Kannel's delivery receipts (the dlr-url each SMS carries, signed per message)",
+)
+async def kannel_receipt(request: Request, container: ContainerDep) -> dict[str, Any]:
+    report = sms.receipt(dict(request.query_params), _secret(container))
+    [outcome] = await run_in_threadpool(_take, container, [report], "kannel")
+    return {"outcome": outcome}
+
+
+@router.get(
+    "/v1/webhooks/kannel/mo",
+    summary="Texts clients send (Kannel's sms-service get-url, with its token): STOP, replies",
+)
+async def kannel_inbound(request: Request, container: ContainerDep, token: str = "") -> dict[str, Any]:
+    params = {k: v for k, v in request.query_params.items() if k != "token"}
+
+    def work() -> str:
+        for attempt in range(1, _TRIES + 1):
+            try:
+                with container.uow() as uow:
+                    outcome = sms.inbound(
+                        uow.conn,
+                        params,
+                        token=token,
+                        secret=_secret(container),
+                        catalogue=container.catalogue,
+                        now=_now(),
+                    )
+                    uow.commit()
+                return outcome
+            except DBAPIError as exc:
+                if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                    raise
+        raise AssertionError("unreachable")
+
+    return {"outcome": await run_in_threadpool(work)}
+
+
+def _secret(container: Container) -> bytes:
+    return container.settings.feedback_key.get_secret_value().encode()
+
+
 def _key(container: Container, token: str) -> str:
-    return tracking.message_key(token, container.settings.feedback_key.get_secret_value().encode())
+    return tracking.message_key(token, _secret(container))
 
 
 @router.get("/t/{token}/open.gif", summary="The open pixel of an e-mail", include_in_schema=False)

@@ -201,13 +201,14 @@ def config(peer: KannelPeer) -> str:
     `max-messages` + `concatenation` let smsbox accept long texts and send them as UDH-linked parts;
     DLRs are kept in memory (`dlr-storage = internal`), which is what a single test needs."""
     mo = ""
+    glue = "&" if peer.mo_url and "?" in peer.mo_url else "?"
     if peer.mo_url:
         mo = f"""
 group = sms-service
 keyword = default
 catch-all = true
 max-messages = 0
-get-url = "{peer.mo_url}?from=%p&to=%P&text=%a&coding=%c&charset=%C&id=%I&ts=%T&smsc=%i"
+get-url = "{peer.mo_url}{glue}from=%p&to=%P&text=%a&coding=%c&charset=%C&id=%I&ts=%T&smsc=%i"
 """
     return f"""group = core
 admin-port = {peer.admin_port}

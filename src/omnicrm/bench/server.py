@@ -20,10 +20,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(database_url: str, workers: int, **settings: str) -> Iterator[int]:
+def serving(database_url: str, workers: int, port: int | None = None, **settings: str) -> Iterator[int]:
     """Run `omnicrm serve` on `database_url` with `workers` API workers (and `settings`, as
     OMNICRM_* variables) on a free port; yield the port once /healthz answers, stop it afterwards."""
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "OMNICRM_DATABASE_URL": database_url,

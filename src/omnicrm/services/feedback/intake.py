@@ -47,7 +47,7 @@ class Report:
     reason: str | None = None
 
 
-def _remember(conn: Connection, report: Report, key: str | None, now: datetime) -> bool:
+def remember(conn: Connection, report: Report, key: str | None, now: datetime) -> bool:
     """Insert the report into the inbox; False if it was there already."""
     row = {
         "source": report.source[:32],
@@ -89,7 +89,7 @@ def take(conn: Connection, report: Report, *, catalogue: Catalogue, actor: str, 
         raise ValueError(f"unknown status {report.status!r}")
     message = _message(conn, report)
     key = str(message["idempotency_key"]) if message is not None else report.message_key
-    if not _remember(conn, report, key, now):
+    if not remember(conn, report, key, now):
         return "duplicate"
     if message is None:
         return "unknown_message"
