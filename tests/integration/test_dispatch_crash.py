@@ -118,7 +118,7 @@ def test_kill9_and_a_postgres_restart_lose_nothing_and_double_nothing(
             restarted = False
             while _left(container) and time.monotonic() < deadline:
                 time.sleep(rng.uniform(0.2, 0.8))
-                if kills < KILLS or rng.random() < 0.3:
+                if kills < KILLS or rng.random() < 0.05:
                     victim = rng.randrange(len(workers))
                     workers[victim].send_signal(signal.SIGKILL)
                     workers[victim].wait()

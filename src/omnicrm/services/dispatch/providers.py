@@ -41,7 +41,8 @@ def channels_from(settings: Settings) -> dict[str, Channel]:
 def _sms(provider: SmsProvider, settings: Settings) -> Channel:
     password = provider.password.get_secret_value()
     if provider.kind == "smpp":
-        assert provider.host is not None and provider.port is not None  # the settings check it
+        assert provider.host is not None  # the settings check both
+        assert provider.port is not None
         config = SmppConfig(provider.host, provider.port, provider.username, password, provider.sender)
         return SmppChannel(provider.name, config, rate_per_second=provider.rate)
     assert provider.url is not None
