@@ -25,7 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, openapi, privacy, scenarios
+from omnicrm.api import (
+    admin,
+    campaigns,
+    conversations,
+    customers,
+    events,
+    metrics,
+    openapi,
+    privacy,
+    scenarios,
+)
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
@@ -48,6 +58,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
     scenarios.router,
     campaigns.router,
+    metrics.router,
 )
 
 
@@ -230,6 +241,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(
         FrontDoor, api=app, max_body=settings.max_body_bytes, max_batch_body=settings.max_batch_body_bytes
     )
+    metrics.install(app, container)  # last: its response counter goes outside the front door
     for router in ROUTERS:
         app.include_router(router)
 
