@@ -156,7 +156,15 @@ def configure(level: int | str, *, json: bool, stream: TextIO | None = None) -> 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(_alembic_level(root.level))
     return handler
+
+
+def _alembic_level(level: int | str) -> int:
+    """Alembic says "Context impl SQLiteImpl" and lists its plugins at INFO at every start: only its
+    warnings, unless debugging."""
+    number = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
+    return logging.DEBUG if number <= logging.DEBUG else logging.WARNING
 
 
 def uvicorn_config(level: int | str, *, json: bool) -> dict[str, Any]:
@@ -172,7 +180,10 @@ def uvicorn_config(level: int | str, *, json: bool) -> dict[str, Any]:
         },
         "root": {"handlers": ["main"], "level": level},
         "loggers": {
-            name: {"handlers": [], "propagate": True, "level": level}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "propagate": True, "level": level}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            "alembic": {"handlers": [], "propagate": True, "level": _alembic_level(level)},
         },
     }
