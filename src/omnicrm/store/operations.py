@@ -6,9 +6,14 @@ counted in a process, so they are right however many API and worker processes ru
 restart. `GET /metrics` (api/metrics.py) and `omnicrm worker`'s status line (cli/status.py) both
 show these numbers, so the two never disagree.
 
-Cost, measured once on 100,000 outbox rows (see the report of issue 19's operations part): the
-events, offsets and feedback queries are index look-ups or index-only scans; the outbox query is one
-grouped scan of the table (there is no index on channel or provider), the dearest of the four.
+Cost of one reading, measured once (2026-12-02, a busy 2-core machine; 100,000 outbox rows, 100,000
+events, 100,000 feedback rows, 10,000 conversations), SQLite / PostgreSQL:
+- lag (max event pk, the decider's offsets, the first undecided event by pk): 0.3 / 0.8 ms, index look-ups;
+- timers (ix_instances_due, status + due_at): 1.0 / 0.5 ms, a range of the index;
+- outbox by channel, status and provider: ~100-200 / 49 ms, a full scan (no index holds channel or
+  provider); 28 / 28 ms with a covering index (channel, status, provider, attempts), which needs a
+  migration;
+- feedback by source: 8.5 ms (covering primary key) / 16 ms (a sequential scan on a fresh table).
 """
 
 from __future__ import annotations
