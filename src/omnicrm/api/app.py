@@ -32,6 +32,7 @@ from omnicrm.api import (
     customers,
     events,
     feedback,
+    metrics,
     openapi,
     privacy,
     scenarios,
@@ -59,6 +60,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     scenarios.router,
     campaigns.router,
     feedback.router,
+    metrics.router,
 )
 
 
@@ -241,6 +243,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(
         FrontDoor, api=app, max_body=settings.max_body_bytes, max_batch_body=settings.max_batch_body_bytes
     )
+    metrics.install(app, container)  # last: its response counter goes outside the front door
     for router in ROUTERS:
         app.include_router(router)
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from omnicrm import logs
 from omnicrm.bench import decide as bench_decide
 from omnicrm.bench import ingest as bench_ingest
 from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
@@ -32,6 +33,7 @@ from omnicrm.cli.imports import import_app, import_file
 from omnicrm.cli.ports import refuse_busy_port
 from omnicrm.cli.replay import replay as replay_command
 from omnicrm.cli.scenarios import scenarios_app
+from omnicrm.cli.status import StatusLine, figures_of
 from omnicrm.cli.supervise import DeciderProcess, DispatcherProcess
 from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import InvalidInput
@@ -94,6 +96,7 @@ def serve(
     """Serve the API (OpenAPI docs at /docs), with the decision worker beside it (embedded mode)."""
     settings = Settings()
     host, port = host or settings.host, port or settings.port
+    level, json_lines = _configure_logs()
     refuse_busy_port(host, port)
     open_container(migrate=True).close()
     beside: DeciderProcess | None = None
@@ -112,6 +115,7 @@ def serve(
             port=port,
             workers=workers or settings.workers,
             log_level="warning",
+            log_config=logs.uvicorn_config(level, json=json_lines),  # applied in every worker process
             access_log=False,
         )
     finally:
@@ -209,6 +213,18 @@ def decide(processes: Annotated[int, PROCESSES] = 0) -> None:
     )
 
 
+def _configure_logs() -> tuple[str, bool]:
+    """Logs as JSON lines or text (`OMNICRM_LOG_FORMAT`, `OMNICRM_LOG_LEVEL`; logs.py); a bad value
+    is refused in one line."""
+    try:
+        level, json_lines = logs.level_from_env(), logs.json_wanted()
+    except ValueError as exc:
+        err.print(f"configuration refused: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    logs.configure(level, json=json_lines)
+    return level, json_lines
+
+
 def _interrupted(_signal: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -223,6 +239,7 @@ def worker(
     the API does not). One worker per database decides, the others stand by. A long queue (a first
     start, a bulk import) is caught up with several processes; expired timers go in bites between
     new events."""
+    _configure_logs()
     container = open_container()
     count = _processes(processes)
     leadership = Leadership(container.engine)
@@ -237,6 +254,10 @@ def worker(
     )
     scheduler.start()
     console.print("decision worker and campaign scheduler running; Ctrl-C stops them")
+    # A status line for a person at a terminal; not under `serve` (its child shares serve's terminal).
+    status = StatusLine(figures_of(container), console) if console.is_terminal and parent is None else None
+    if status is not None:
+        status.start()
     try:
         while parent is None or os.getppid() == parent:
             if not leadership.acquire():
@@ -255,6 +276,8 @@ def worker(
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
+        if status is not None:
+            status.stop()
         scheduler.stop()
         doorbell.close()
         leadership.release()

@@ -25,10 +25,12 @@ class Permission(StrEnum):
     APPROVE_CAMPAIGNS = "campaigns:approve"  # never one's own campaign: maker-checker
     EXPORT_PERSONAL_DATA = "personal-data:export"
     ERASE_PERSONAL_DATA = "personal-data:erase"  # ask for, or approve another's, erasure: four eyes
+    READ_METRICS = "metrics:read"  # counts only, never a client's data: GET /metrics
 
 
 _ALL: Final = frozenset(Permission)
-# Auditors see the audit trail but no client file; integrations write but do not browse.
+# Auditors see the audit trail but no client file; integrations write but do not browse; monitoring
+# (Prometheus' token) reads the service's figures and nothing else.
 ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
     "admin": _ALL,
     "operator": frozenset(
@@ -81,6 +83,7 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.READ_CATALOGUE,
         }
     ),
+    "monitoring": frozenset({Permission.READ_METRICS}),
 }
 
 

@@ -41,5 +41,13 @@ CLIENT_STATES: Final = frozenset({"active", "issued", "maturing", "renewed", "ar
 
 RelationshipKind = Literal["household", "spouse", "employer", "guarantor"]
 
-Role = Literal["admin", "operator", "marketer", "compliance", "auditor", "integration"]
-ROLES: Final[tuple[Role, ...]] = ("admin", "operator", "marketer", "compliance", "auditor", "integration")
+Role = Literal["admin", "operator", "marketer", "compliance", "auditor", "integration", "monitoring"]
+ROLES: Final[tuple[Role, ...]] = (
+    "admin",
+    "operator",
+    "marketer",
+    "compliance",
+    "auditor",
+    "integration",
+    "monitoring",
+)

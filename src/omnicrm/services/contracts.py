@@ -89,6 +89,9 @@ class RelationshipIn(Strict):
     note: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
+_BIRTH_DATE = r"^(19[0-9]{2}|20[0-2][0-9])-[0-9]{2}-[0-9]{2}$|^2030-01-01$"  # 1900-01-01 to 2030-01-01
+
+
 class CustomerFields(Strict):
     """Fields of a profile that a client, operator or core banking can set."""
 
@@ -97,7 +100,8 @@ class CustomerFields(Strict):
     first_name: Name | None = None
     middle_name: Name | None = None
     last_name: Name | None = None
-    date_of_birth: dt.date | None = None
+    # The plausible range (_plausible_birth) in the schema too, so a schema-valid date is accepted.
+    date_of_birth: dt.date | None = Field(default=None, json_schema_extra={"pattern": _BIRTH_DATE})
     language: Language | None = None
     timezone: Zone | None = None
     branch: Label | None = None
