@@ -318,6 +318,8 @@ outbox = Table(
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.available_at)
 Index("ix_outbox_provider_id", outbox.c.provider_id)
+# /metrics: the backlog per channel and status, and sends and retries per provider, read from the index
+Index("ix_outbox_backlog", outbox.c.channel, outbox.c.status, outbox.c.provider, outbox.c.attempts)
 Index("ix_outbox_customer", outbox.c.customer_id, outbox.c.created_at)
 
 # How far a consumer has read the events table (the database is the queue in embedded mode).

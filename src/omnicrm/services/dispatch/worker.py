@@ -33,6 +33,7 @@ from omnicrm.channels.base import Accepted, Channel, Outgoing, Permanent, SendRe
 from omnicrm.domain.lifecycle import DEAD, QUEUED, SENT, WITHDRAWN
 from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.domain.sending import send_verdict
+from omnicrm.logs import act
 from omnicrm.services.dispatch.render import Unrenderable, language_of, render
 from omnicrm.services.facts import load_facts
 from omnicrm.services.feedback.tokens import tracking
@@ -99,10 +100,14 @@ class Dispatcher:
                 return None
             done = self._handle(work.conn, row, library, now)
             work.commit()
-        log.info(
-            "dispatch %s",
-            done.outcome,
-            extra={"message_id": done.message_id, "channel": done.channel, "provider": done.provider},
+        act(
+            log,
+            f"dispatch.{done.outcome}",
+            idempotency_key=done.message_id,
+            customer_id=row["customer_id"],
+            channel=done.channel,
+            provider=done.provider,
+            attempts=int(row["attempts"] or 0) + (done.outcome in ("sent", "retry", "dead")),
         )
         return done
 

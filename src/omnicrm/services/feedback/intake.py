@@ -18,6 +18,7 @@ unsubscribe, an inbox read, an operator's disposition - arrives as a `Report` an
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,11 +30,13 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.statuses import STATUSES, moves_forward
+from omnicrm.logs import act
 from omnicrm.services import ingest
 from omnicrm.store import conversations, profiles
 from omnicrm.store.tables import customers, feedback_inbox, outbox
 
 Outcome = Literal["stored", "duplicate", "unknown_message"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +93,12 @@ def take(conn: Connection, report: Report, *, catalogue: Catalogue, actor: str, 
     message = _message(conn, report)
     key = str(message["idempotency_key"]) if message is not None else report.message_key
     if not remember(conn, report, key, now):
+        act(log, "feedback.duplicate", source=report.source, status=report.status, idempotency_key=key)
         return "duplicate"
     if message is None:
+        act(log, "feedback.unknown_message", source=report.source, status=report.status)
         return "unknown_message"
+    act(log, "feedback.stored", source=report.source, status=report.status, idempotency_key=key)
     if moves_forward(str(message["status"]), report.status):
         conn.execute(
             update(outbox)

@@ -31,6 +31,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("provider", sa.String(64), nullable=True))
         batch.add_column(sa.Column("provider_id", sa.String(200), nullable=True))
     op.create_index("ix_outbox_provider_id", "outbox", ["provider_id"])
+    op.create_index("ix_outbox_backlog", "outbox", ["channel", "status", "provider", "attempts"])
     op.create_table(
         "feedback_inbox",
         sa.Column("source", sa.String(32), nullable=False),
@@ -100,6 +101,7 @@ def downgrade() -> None:
     op.drop_table("inbox_messages")
     op.drop_table("push_subscriptions")
     op.drop_table("feedback_inbox")
+    op.drop_index("ix_outbox_backlog", table_name="outbox")
     op.drop_index("ix_outbox_provider_id", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("provider_id")
