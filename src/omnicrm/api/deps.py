@@ -52,6 +52,17 @@ class TokenCache:
         self._entries.clear()
 
 
+class SignedRequest:
+    """Marks a route that takes no token because its caller (a provider, Kannel) proves itself by a
+    signature the route checks; the route table shows `how`."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def __call__(self) -> None:
+        return None
+
+
 class Caller(HTTPBearer):
     """The caller, from `Authorization: Bearer <token>`, let through only if its role holds
     `permission` (any role when None).

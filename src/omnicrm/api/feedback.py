@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import DBAPIError
 
-from omnicrm.api.deps import ContainerDep
+from omnicrm.api.deps import ContainerDep, SignedRequest
 from omnicrm.bootstrap import Container
 from omnicrm.services.feedback import intake, sms, tracking, webhooks
 
@@ -52,6 +52,7 @@ def _take(container: Container, reports: Sequence[intake.Report], actor: str) ->
 @router.post(
     "/v1/webhooks/{provider}",
     summary="A provider's status reports, signed with its secret (X-Omnicrm-Signature)",
+    dependencies=[Depends(SignedRequest("HMAC of the body with the provider's secret"))],
 )
 async def provider_webhook(provider: str, request: Request, container: ContainerDep) -> dict[str, Any]:
     body = await request.body()
@@ -65,6 +66,7 @@ async def provider_webhook(provider: str, request: Request, container: Container
 @router.get(
     "/v1/webhooks/kannel/dlr",
     summary="Kannel's delivery receipts (the dlr-url each SMS carries, signed per message)",
+    dependencies=[Depends(SignedRequest("HMAC of the message key in the URL"))],
 )
 async def kannel_receipt(request: Request, container: ContainerDep) -> dict[str, Any]:
     report = sms.receipt(dict(request.query_params), _secret(container))
@@ -75,6 +77,7 @@ async def kannel_receipt(request: Request, container: ContainerDep) -> dict[str,
 @router.get(
     "/v1/webhooks/kannel/mo",
     summary="Texts clients send (Kannel's sms-service get-url, with its token): STOP, replies",
+    dependencies=[Depends(SignedRequest("the sms-service token in the URL"))],
 )
 async def kannel_inbound(request: Request, container: ContainerDep, token: str = "") -> dict[str, Any]:
     params = {k: v for k, v in request.query_params.items() if k != "token"}

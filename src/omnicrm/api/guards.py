@@ -14,7 +14,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
-from omnicrm.api.deps import Caller
+from omnicrm.api.deps import Caller, SignedRequest
 from omnicrm.domain.permissions import ROLE_PERMISSIONS, Permission
 
 ANY_ROLE = "any"  # the permission column of a route that takes any valid token
@@ -27,6 +27,7 @@ class Guard:
 
     open: bool
     permission: Permission | None = None
+    signed: str | None = None  # an open route that checks a signature instead of a token: how
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -43,6 +44,13 @@ class Guard:
 OPEN = Guard(open=True)
 
 
+def _signatures(dependant: Dependant) -> Iterator[SignedRequest]:
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, SignedRequest):
+            yield sub.call
+        yield from _signatures(sub)
+
+
 def _callers(dependant: Dependant) -> Iterator[Caller]:
     for sub in dependant.dependencies:
         if isinstance(sub.call, Caller):
@@ -55,7 +63,8 @@ def guard_of(route: APIRoute) -> Guard:
     route declaring a permission needs it even if it also asks for the caller in general)."""
     callers = list(_callers(route.dependant))
     if not callers:
-        return OPEN
+        signed = next(_signatures(route.dependant), None)
+        return Guard(open=True, signed=signed.how) if signed is not None else OPEN
     permissions = {c.permission for c in callers if c.permission is not None}
     if len(permissions) > 1:
         raise ValueError(f"{route.path} asks for several permissions: {sorted(permissions)}")
@@ -94,7 +103,9 @@ def markdown_table(routes: Iterable[BaseRoute]) -> str:
     """The README's route table: every operation, the permission it needs and the roles holding it."""
     lines = ["| route | permission | roles |", "|---|---|---|"]
     for item in route_guards(routes):
-        if item.guard.open:
+        if item.guard.signed:
+            permission, roles = "—", f"signed: {item.guard.signed}"
+        elif item.guard.open:
             permission, roles = "—", "open (no token)"
         else:
             permission = item.guard.permission.value if item.guard.permission else ANY_ROLE

@@ -1,6 +1,6 @@
 """The broker bridge wired to omnicrm (bridge/ speaks envelopes; this module speaks the database).
 
-- Out: the timeline's status events (`message.status` written by dispatch, `message.reaction`
+- Out: the timeline's status events (`crm.message.status` written by dispatch, `message.reaction`
   written by feedback) after the relay's offset, read only up to the committed bound (on
   PostgreSQL a lower primary key can commit later: the relay never passes one still in flight).
 - In: a bank system's CloudEvents go through the same validation and intake as `POST /v1/events`;
@@ -40,12 +40,12 @@ class Container(Protocol):
     def reader(self) -> AbstractContextManager[Connection]: ...
 
 
-_TYPES = ("message.status", "message.reaction")
+_TYPES = ("crm.message.status", "message.reaction")
 
 
 def _cloud(row: dict[str, Any]) -> CloudEvent:
     attributes = row["attributes"] or {}
-    status = attributes.get("status") if row["type"] == "message.status" else attributes.get("reaction")
+    status = attributes.get("status") if row["type"] == "crm.message.status" else attributes.get("reaction")
     return status_event(
         event_id=row["event_id"],
         customer_id=row["customer_id"],

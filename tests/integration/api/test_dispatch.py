@@ -91,7 +91,7 @@ def _message(bank: Bank, cid: str) -> Json:
 
 
 def _statuses(bank: Bank, cid: str) -> list[Json]:
-    response = bank.client.get(f"/v1/customers/{cid}/timeline?type=message.status", headers=bank.admin)
+    response = bank.client.get(f"/v1/customers/{cid}/timeline?type=crm.message.status", headers=bank.admin)
     assert response.status_code == 200, response.text
     return [i["attributes"] for i in response.json()["items"]]
 

@@ -65,7 +65,7 @@ def test_message_statuses_go_out_and_the_offset_moves_after_confirmation(
             "customer_id": None,
             "origin_id": None,
             "kind": "interaction",
-            "type": "message.status",
+            "type": "crm.message.status",
             "source": "channel",
             "channel": "email",
             "occurred_at": now,

@@ -8,7 +8,7 @@
                         Transient -> stays `queued`, attempts + 1, retried after back-off with jitter;
                                      `dead` once attempts are exhausted
                         Permanent -> `dead` with the reason (a gone push subscription is deleted)
-    -> a `message.status` on the timeline for sent / dead / withdrawn -> commit
+    -> a `crm.message.status` on the timeline for sent / dead / withdrawn -> commit
 
 The send happens inside the transaction that records it. A worker killed after the provider
 accepted but before the commit leaves the message `queued`; the next worker sends it again with the
@@ -43,7 +43,7 @@ from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENT = "message.status"
+STATUS_EVENT = "crm.message.status"
 
 
 @dataclass(frozen=True, slots=True)
