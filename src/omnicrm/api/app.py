@@ -25,7 +25,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from omnicrm import __version__
-from omnicrm.api import admin, campaigns, conversations, customers, events, openapi, privacy, scenarios
+from omnicrm.api import (
+    admin,
+    campaigns,
+    conversations,
+    customers,
+    events,
+    inbox,
+    openapi,
+    privacy,
+    scenarios,
+    tasks,
+)
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
@@ -44,10 +55,12 @@ ROUTERS: tuple[APIRouter, ...] = (
     events.router,
     admin.router,
     privacy.router,  # before customers: its /{customer_id} would take `{id}:export`
+    inbox.router,  # its paths are all deeper than customers' own; before them all the same
     customers.router,
     conversations.router,
     scenarios.router,
     campaigns.router,
+    tasks.router,
 )
 
 

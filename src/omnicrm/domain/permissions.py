@@ -25,10 +25,17 @@ class Permission(StrEnum):
     APPROVE_CAMPAIGNS = "campaigns:approve"  # never one's own campaign: maker-checker
     EXPORT_PERSONAL_DATA = "personal-data:export"
     ERASE_PERSONAL_DATA = "personal-data:erase"  # ask for, or approve another's, erasure: four eyes
+    READ_TASKS = "tasks:read"
+    WORK_TASKS = "tasks:work"  # claim a call-centre task, close one's own
+    SUPERVISE_TASKS = "tasks:supervise"  # close a task another operator claimed
+    READ_INBOX = "inbox:read"  # the client's internet-bank inbox
+    WRITE_INBOX = "inbox:write"  # the client's own acts there: read a message, (un)subscribe a device
 
 
 _ALL: Final = frozenset(Permission)
-# Auditors see the audit trail but no client file; integrations write but do not browse.
+# Auditors see the audit trail but no client file; integrations write but do not browse (the internet
+# bank's backend reads and marks its client's inbox); operators work call-centre tasks, admins
+# supervise them.
 ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
     "admin": _ALL,
     "operator": frozenset(
@@ -39,6 +46,9 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.WRITE_INTERACTIONS,
             Permission.READ_TIMELINE,
             Permission.READ_CATALOGUE,
+            Permission.READ_TASKS,
+            Permission.WORK_TASKS,
+            Permission.READ_INBOX,
         }
     ),
     "marketer": frozenset(
@@ -79,6 +89,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.WRITE_EVENTS,
             Permission.WRITE_INTERACTIONS,
             Permission.READ_CATALOGUE,
+            Permission.READ_INBOX,
+            Permission.WRITE_INBOX,
         }
     ),
 }
