@@ -34,10 +34,11 @@ def deliver(
         "created_at": now,
         "read_at": None,
     }
-    result = conn.execute(
+    statement = (
         dialect.insert(inbox_messages).values(row).on_conflict_do_nothing(index_elements=["message_key"])
     )
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: psycopg's rowcount of a skipped INSERT ... ON CONFLICT is not 0
+    return conn.execute(statement.returning(inbox_messages.c.message_key)).first() is not None
 
 
 def page(

@@ -23,8 +23,9 @@ from omnicrm.store.tables import outbox, tasks, users
 def insert(conn: Connection, row: dict[str, Any]) -> bool:
     """Insert a task unless one with its id exists; True when this call created it."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(tasks).values(row).on_conflict_do_nothing(index_elements=["id"]))
-    return bool(result.rowcount)
+    statement = dialect.insert(tasks).values(row).on_conflict_do_nothing(index_elements=["id"])
+    # RETURNING, not rowcount: psycopg's rowcount of a skipped INSERT ... ON CONFLICT is not 0
+    return conn.execute(statement.returning(tasks.c.id)).first() is not None
 
 
 def get(conn: Connection, task_id: str) -> dict[str, Any] | None:
