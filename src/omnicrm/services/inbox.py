@@ -119,8 +119,9 @@ def _b64url(value: str) -> bytes:
 class PushKeys(Strict):
     """The subscription's keys (RFC 8291): the browser's P-256 public key and its auth secret."""
 
-    p256dh: Annotated[str, StringConstraints(max_length=200)]
-    auth: Annotated[str, StringConstraints(max_length=64)]
+    # base64url of 65 bytes (an uncompressed P-256 point) and of 16 bytes, padded or not
+    p256dh: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{87}=?$")]
+    auth: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}(==)?$")]
 
     @field_validator("p256dh")
     @classmethod
@@ -148,7 +149,7 @@ class PushKeys(Strict):
 class PushSubscriptionIn(Strict):
     """What the browser's `PushSubscription.toJSON()` gives."""
 
-    endpoint: Annotated[str, StringConstraints(max_length=1000)]
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https://[^/?#@\s]+(?:[/?#]\S*)?$", max_length=1000)]
     expirationTime: int | None = Field(default=None, ge=0)  # noqa: N815 - the browser's own name
     keys: PushKeys
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from omnicrm.api.tasks import DispositionName
 from omnicrm.domain.callcentre import DISPOSITIONS
 from omnicrm.domain.router import HANDOVER_QUEUE
 from omnicrm.services.callcentre.queues import QueueFile, load_queues
@@ -122,3 +124,7 @@ def test_every_disposition_is_a_reaction_the_catalogue_accepts() -> None:
         cleaned = reaction.clean({"message_id": "k", "reaction": meaning.reaction}, 0)
         assert not isinstance(cleaned, list), disposition
     assert DISPOSITIONS["do_not_call"].reaction == "unsubscribed"
+
+
+def test_the_api_offers_exactly_the_dispositions_of_the_dictionary() -> None:
+    assert set(get_args(DispositionName)) == set(DISPOSITIONS)
