@@ -233,3 +233,28 @@ def test_push_subscription_device_id_and_customer_checked(
         "/v1/customers/nobody/push-subscriptions/browser-1", json=_subscription(), headers=bank
     )
     assert unknown.status_code == 404
+
+
+def test_erasure_empties_the_inbox_texts_and_forgets_the_devices(
+    client: TestClient, container: Container, admin: Headers, headers_for: Callable[[str], Headers]
+) -> None:
+    cid = _client(client, admin)
+    _deliver(container, cid, "msg-secret", datetime.now(UTC), title="For Olena only")
+    put = client.put(
+        f"/v1/customers/{cid}/push-subscriptions/browser-1",
+        json=_subscription(),
+        headers=headers_for("integration"),
+    )
+    assert put.status_code == 201
+    asked = client.post(f"/v1/customers/{cid}:erase", headers=headers_for("compliance"))
+    assert asked.status_code == 202, asked.text
+    approved = client.post(
+        f"/v1/erasure-requests/{asked.json()['id']}:approve", headers=headers_for("compliance")
+    )
+    assert approved.status_code == 200, approved.text
+    rows = approved.json()["rows"]
+    assert (rows["inbox_messages"], rows["push_subscriptions"]) == (1, 1)
+    with container.reader() as conn:
+        (kept,) = inbox.page(conn, [cid], before=None, limit=10)
+        assert (kept["title"], kept["body"]) == (None, "")
+        assert push_subscriptions.of_customer(conn, cid) == []
