@@ -366,3 +366,18 @@ def test_list_pages_by_priority_then_due_time(
     bad = bank.client.get("/v1/tasks", params={"cursor": "not-a-cursor"}, headers=operator)
     assert bad.status_code == 422
     assert bank.client.get("/v1/tasks", headers=headers_for("integration")).status_code == 403
+
+
+def test_a_task_dispatched_after_its_goal_opens_withdrawn(
+    bank: Bank, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    cid, cookie = bank.new_client()
+    bank.post(cookie, "crm.branch.visit", "branch", branch="kyiv-1")
+    bank.at_step(cid, SCENARIO, "wait_call")
+    row = _task_row(bank.container, cid)  # the dispatch worker holds the row...
+    bank.post(cookie, "crm.upsell.succeeded", "branch", product_class="deposit")
+    assert bank.ended(cid, SCENARIO)["outcome"] == "goal_reached"
+    assert _dispatch(bank.container, row)  # ...and opens the task after the goal was reached
+    task = bank.client.get(_path(str(row["idempotency_key"])), headers=bank.admin).json()
+    assert (task["status"], task["note"]) == ("withdrawn", "withdrawn: conversation goal_reached")
+    assert bank.client.post(_path(task["id"], ":claim"), headers=headers_for("operator")).status_code == 409

@@ -58,6 +58,9 @@ def open_task(conn: Connection, outbox_row: dict[str, Any], *, queues: QueueBook
     queue = str(payload.get("queue") or queues.fallback)
     plan = queues.plan(queue, outbox_row["purpose"], now)
     note = payload.get("note")
+    ended = _ended_by(conn, outbox_row)
+    if ended is not None:  # its conversation was called off while the row was being dispatched
+        note = f"withdrawn: conversation {ended}"
     created = store.insert(
         conn,
         {
@@ -68,7 +71,7 @@ def open_task(conn: Connection, outbox_row: dict[str, Any], *, queues: QueueBook
             "skill": plan.skill,
             "branch": plan.branch,
             "priority": plan.priority,
-            "status": OPEN,
+            "status": OPEN if ended is None else WITHDRAWN,
             "due_at": plan.due_at,
             "sla_at": plan.sla_at,
             "created_at": now,
@@ -84,6 +87,22 @@ def open_task(conn: Connection, outbox_row: dict[str, Any], *, queues: QueueBook
             "task opened: %s on queue %s (priority %d)", outbox_row["idempotency_key"], queue, plan.priority
         )
     return created
+
+
+def _ended_by(conn: Connection, outbox_row: dict[str, Any]) -> str | None:
+    """How the task's conversation was called off (cancelled, goal reached, merged away), if it
+    was: a goal reached between the dispatch's claim of the row and this call found no task to
+    withdraw. A conversation that simply ran on past its call step (the shipped ones end right after
+    it) leaves the task open."""
+    instance_id = outbox_row.get("instance_id")
+    if instance_id is None:
+        return None
+    found = [
+        r for r in conversations.instances_of(conn, [outbox_row["customer_id"]]) if r["id"] == instance_id
+    ]
+    if not found or (found[0]["status"] != "cancelled" and not found[0]["goal_reached"]):
+        return None
+    return str(found[0]["outcome"] or found[0]["status"])
 
 
 def view(row: dict[str, Any]) -> dict[str, Any]:
@@ -222,14 +241,3 @@ def _react(
     }
     prepared = ingest.prepare([raw], catalogue, ingest.EVENT_KINDS, system=True, pan_scanned=True)
     ingest.ingest(conn, prepared, actor=actor, now=now)
-
-
-def waiting_on(conn: Connection, task_id: str) -> bool:
-    """Whether a running conversation still waits on this task (its closure would move it)."""
-    sent = conversations.outbox_by_key(conn, [task_id]).get(task_id)
-    if sent is None or sent["instance_id"] is None:
-        return False
-    rows = [
-        r for r in conversations.instances_of(conn, [sent["customer_id"]]) if r["id"] == sent["instance_id"]
-    ]
-    return bool(rows) and rows[0]["status"] == "active" and task_id in (rows[0].get("awaiting") or [])
