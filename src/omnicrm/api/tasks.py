@@ -69,13 +69,15 @@ def list_tasks(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> dict[str, Any]:
     with container.reader() as conn:
-        return tasks.list_tasks(conn, queue=queue, status=status, limit=limit, cursor=cursor)
+        return tasks.list_tasks(
+            conn, queue=queue, status=status, limit=limit, cursor=cursor, branch=who.branch
+        )
 
 
 @router.get("/{task_id}", summary="One call-centre task")
 def get_task(task_id: str, container: ContainerDep, who: Reader) -> dict[str, Any]:
     with container.reader() as conn:
-        return tasks.get(conn, task_id)
+        return tasks.get(conn, task_id, who.branch)
 
 
 @router.post(

@@ -40,9 +40,13 @@ def page(
     status: str | None,
     after: tuple[int, datetime, str] | None,
     limit: int,
+    branch: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Tasks by priority, then due time, then id (the keyset `after` continues a page)."""
+    """Tasks by priority, then due time, then id (the keyset `after` continues a page); with
+    `branch`, only the central call centre's tasks and that branch's."""
     query: Select[Any] = select(tasks)
+    if branch is not None:
+        query = query.where(or_(tasks.c.branch.is_(None), tasks.c.branch == branch))
     if queue is not None:
         query = query.where(tasks.c.queue == queue)
     if status is not None:

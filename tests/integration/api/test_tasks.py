@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from journey import Bank
 from sqlalchemy import func, select, update
 
 from omnicrm.bootstrap import Container
+from omnicrm.services import auth
 from omnicrm.services.callcentre.queues import load_queues
 from omnicrm.services.callcentre.tasks import open_task
 from omnicrm.services.datafiles import read_library
@@ -381,3 +383,30 @@ def test_a_task_dispatched_after_its_goal_opens_withdrawn(
     task = bank.client.get(_path(str(row["idempotency_key"])), headers=bank.admin).json()
     assert (task["status"], task["note"]) == ("withdrawn", "withdrawn: conversation goal_reached")
     assert bank.client.post(_path(task["id"], ":claim"), headers=headers_for("operator")).status_code == 409
+
+
+def _branch_operator(container: Container, branch: str) -> dict[str, str]:
+    username = f"operator-{branch}-{uuid.uuid4().hex[:6]}"
+    with container.uow() as uow:
+        at = datetime.now(UTC)
+        auth.create_user(
+            uow.conn, username=username, role="operator", password=None, branch=branch, actor="test", now=at
+        )
+        token = auth.issue_token(uow.conn, username=username, name="test", ttl=None, actor="test", now=at)
+        uow.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_branch_desk_is_its_own_operators_only(bank: Bank, container: Container) -> None:
+    central, desk = _call_waiting(bank)[2], _call_waiting(bank)[2]
+    with container.uow() as uow:
+        uow.conn.execute(update(tasks).where(tasks.c.id == desk).values(branch="kyiv-1"))
+        uow.commit()
+    kyiv, lviv = _branch_operator(container, "kyiv-1"), _branch_operator(container, "lviv-2")
+    seen = {t["id"] for t in bank.client.get("/v1/tasks", headers=lviv).json()["items"]}
+    assert seen == {central}
+    assert bank.client.get(_path(desk), headers=lviv).status_code == 404
+    assert bank.client.post(_path(desk, ":claim"), headers=lviv).status_code == 404
+    assert {t["id"] for t in bank.client.get("/v1/tasks", headers=kyiv).json()["items"]} == {central, desk}
+    assert bank.client.post(_path(desk, ":claim"), headers=kyiv).status_code == 200
+    assert bank.client.post(_path(central, ":claim"), headers=lviv).status_code == 200

@@ -109,11 +109,16 @@ def view(row: dict[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in _VIEW}
 
 
-def get(conn: Connection, task_id: str) -> dict[str, Any]:
+def get(conn: Connection, task_id: str, branch: str | None = None) -> dict[str, Any]:
     row = store.get(conn, task_id)
-    if row is None:
+    if row is None or not _in_branch(row, branch):
         raise NotFound(f"task {task_id} does not exist")
     return view(row)
+
+
+def _in_branch(row: dict[str, Any], branch: str | None) -> bool:
+    """A branch's operators work the central queues and their own branch's desk, not another's."""
+    return branch is None or row["branch"] is None or row["branch"] == branch
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -130,11 +135,18 @@ def decode_cursor(cursor: str) -> tuple[int, datetime, str]:
 
 
 def list_tasks(
-    conn: Connection, *, queue: str | None, status: str | None, limit: int, cursor: str | None
+    conn: Connection,
+    *,
+    queue: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    branch: str | None = None,
 ) -> dict[str, Any]:
-    """A page of tasks, most urgent first (priority, then due time); `next_cursor` continues it."""
+    """A page of tasks, most urgent first (priority, then due time); `next_cursor` continues it.
+    A caller of a branch sees the central queues' tasks and its own branch's only."""
     after = decode_cursor(cursor) if cursor else None
-    rows = store.page(conn, queue=queue, status=status, after=after, limit=limit + 1)
+    rows = store.page(conn, queue=queue, status=status, after=after, limit=limit + 1, branch=branch)
     more = len(rows) > limit
     rows = rows[:limit]
     return {
@@ -150,7 +162,7 @@ def claim(
     a task claimed by another, closed or withdrawn, or an operator at capacity, is a Conflict."""
     store.hold_operator(conn, who.username)
     row = store.get(conn, task_id)
-    if row is None:
+    if row is None or not _in_branch(row, who.branch):
         raise NotFound(f"task {task_id} does not exist")
     if row["status"] == CLAIMED and row["claimed_by"] == who.username:
         return view(row)
@@ -199,7 +211,7 @@ def close(
         reason = "looks like a payment card number; card numbers are never accepted"
         raise CardNumberRefused("the note holds a card number", [ItemError(None, "note", reason)])
     row = store.get(conn, task_id)
-    if row is None:
+    if row is None or not _in_branch(row, who.branch):
         raise NotFound(f"task {task_id} does not exist")
     if row["status"] == CLOSED:
         if row["disposition"] == disposition and row["note"] == note and _may_close(row, who, supervisor):
