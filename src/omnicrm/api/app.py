@@ -32,10 +32,12 @@ from omnicrm.api import (
     customers,
     events,
     feedback,
+    inbox,
     metrics,
     openapi,
     privacy,
     scenarios,
+    tasks,
 )
 from omnicrm.api.deps import TokenCache
 from omnicrm.api.front_door import FrontDoor
@@ -55,12 +57,14 @@ ROUTERS: tuple[APIRouter, ...] = (
     events.router,
     admin.router,
     privacy.router,  # before customers: its /{customer_id} would take `{id}:export`
+    inbox.router,  # its paths are all deeper than customers' own; before them all the same
     customers.router,
     conversations.router,
     scenarios.router,
     campaigns.router,
     feedback.router,
     metrics.router,
+    tasks.router,
 )
 
 

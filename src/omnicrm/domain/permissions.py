@@ -26,11 +26,17 @@ class Permission(StrEnum):
     EXPORT_PERSONAL_DATA = "personal-data:export"
     ERASE_PERSONAL_DATA = "personal-data:erase"  # ask for, or approve another's, erasure: four eyes
     READ_METRICS = "metrics:read"  # counts only, never a client's data: GET /metrics
+    READ_TASKS = "tasks:read"
+    WORK_TASKS = "tasks:work"  # claim a call-centre task, close one's own
+    SUPERVISE_TASKS = "tasks:supervise"  # close a task another operator claimed
+    READ_INBOX = "inbox:read"  # the client's internet-bank inbox
+    WRITE_INBOX = "inbox:write"  # the client's own acts there: read a message, (un)subscribe a device
 
 
 _ALL: Final = frozenset(Permission)
-# Auditors see the audit trail but no client file; integrations write but do not browse; monitoring
-# (Prometheus' token) reads the service's figures and nothing else.
+# Auditors see the audit trail but no client file; integrations write but do not browse (the internet
+# bank's backend reads and marks its client's inbox); operators work call-centre tasks, admins
+# supervise them; monitoring (Prometheus' token) reads the service's figures and nothing else.
 ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
     "admin": _ALL,
     "operator": frozenset(
@@ -41,6 +47,9 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.WRITE_INTERACTIONS,
             Permission.READ_TIMELINE,
             Permission.READ_CATALOGUE,
+            Permission.READ_TASKS,
+            Permission.WORK_TASKS,
+            Permission.READ_INBOX,
         }
     ),
     "marketer": frozenset(
@@ -81,6 +90,8 @@ ROLE_PERMISSIONS: Final[dict[str, frozenset[Permission]]] = {
             Permission.WRITE_EVENTS,
             Permission.WRITE_INTERACTIONS,
             Permission.READ_CATALOGUE,
+            Permission.READ_INBOX,
+            Permission.WRITE_INBOX,
         }
     ),
     "monitoring": frozenset({Permission.READ_METRICS}),

@@ -11,7 +11,7 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
-from omnicrm.store import offsets
+from omnicrm.store import offsets, tasks
 from omnicrm.store.bulk import StoredRows, fetch, insert_stored, stored_rows
 from omnicrm.store.profiles import among, among_bound, bound_values, chunks, shaped
 from omnicrm.store.tables import decisions, events, instances, outbox
@@ -114,6 +114,7 @@ def write_batch(conn: Connection, batch: BatchWrite) -> None:
     insert_stored(conn, batch.messages)
     for why, ended in batch.ended.items():
         withdraw_queued(conn, ended, batch.ended_by, reason=why, now=batch.now)
+        tasks.withdraw_of_instances(conn, ended, batch.ended_by, reason=why, now=batch.now)
     if batch.yielded:
         conn.execute(
             update(outbox)
@@ -216,18 +217,21 @@ def withdraw_queued(
 def withdraw_channel(
     conn: Connection, customer_id: str, channels: Iterable[str], *, reason: str, now: datetime
 ) -> int:
-    """An opt-out: this person's queued marketing (non-service) messages on these channels never leave."""
+    """An opt-out: this person's queued marketing (non-service) messages on these channels never leave
+    (nor their marketing call-centre tasks, once opened: they are withdrawn too)."""
+    wanted = sorted(set(channels))
     result = conn.execute(
         update(outbox)
         .where(
             outbox.c.customer_id == customer_id,
-            outbox.c.channel.in_(sorted(set(channels))),
+            outbox.c.channel.in_(wanted),
             outbox.c.purpose != "service",
             outbox.c.status == QUEUED,
         )
         .values(status=WITHDRAWN, status_reason=reason[:300], status_at=now)
     )
-    return int(result.rowcount)
+    calls = tasks.withdraw_marketing_calls(conn, customer_id, reason=reason) if "callcentre" in wanted else 0
+    return int(result.rowcount) + calls
 
 
 def recent_contacts(
@@ -468,6 +472,7 @@ def end_instances(
             )
         for row in waiting:
             withdrawn[row.instance_id].append(int(row.id))
+        tasks.withdraw_of_instances(conn, part, reason=outcome, now=now)
     return withdrawn
 
 

@@ -23,12 +23,15 @@ from omnicrm.store.tables import (
     erasure_requests,
     events,
     identifiers,
+    inbox_messages,
     merges,
     metadata,
     outbox,
     products,
+    push_subscriptions,
     relationships,
     segments,
+    tasks,
 )
 
 Pair = tuple[str, str]
@@ -151,6 +154,15 @@ def scrub(conn: Connection, ids: list[str], *, now: datetime) -> dict[str, int]:
     done["events"] = conn.execute(update(events).where(timeline).values(attributes={})).rowcount
     messages = update(outbox).where(outbox.c.customer_id.in_(ids))
     done["outbox"] = conn.execute(messages.values(payload={})).rowcount
+    # the internet-bank inbox keeps when a message was there and read, not what it said
+    shown = update(inbox_messages).where(inbox_messages.c.customer_id.in_(ids))
+    done["inbox_messages"] = conn.execute(shown.values(title=None, body="")).rowcount
+    devices = delete(push_subscriptions).where(push_subscriptions.c.customer_id.in_(ids))
+    done["push_subscriptions"] = conn.execute(devices).rowcount
+    calls = update(tasks).where(tasks.c.customer_id.in_(ids))  # an operator's note may name the person
+    done["tasks"] = conn.execute(calls.values(note=None)).rowcount
+    live = update(tasks).where(tasks.c.customer_id.in_(ids), tasks.c.status.in_(("open", "claimed")))
+    conn.execute(live.values(status="withdrawn"))
     involved = or_(merges.c.survivor_id.in_(ids), merges.c.merged_id.in_(ids))
     erased_merge = {"snapshot": {"erased": True}, "reason": "erased"}
     done["merges"] = conn.execute(update(merges).where(involved).values(erased_merge)).rowcount

@@ -14,7 +14,8 @@ A few operations check rules a JSON Schema cannot state: an identifier's value m
 number, e-mail address or IBAN (check digits); an event's type and attributes follow the event
 catalogue, data loaded at start; a campaign names a published scenario and a segment in CEL that
 compiles; a simulated scenario template is checked against the catalogue and the message templates;
-a mass update sets at least one field to a value. For these operations alone, a 422 to a
+a mass update sets at least one field to a value; a web push subscription's key is a point on the
+P-256 curve. For these operations alone, a 422 to a
 schema-valid request is expected by the `positive_data_acceptance` check; every other check holds
 for them too. And every route refuses a value that reads as a payment card number (a Luhn-valid
 16-digit id, say) with `422 card_number_refused`, which no JSON Schema can state either: such an
@@ -44,6 +45,7 @@ RULES_BEYOND_THE_SCHEMA = (
     ("POST", "/v1/interactions:batch"),
     ("POST", "/v1/campaigns"),
     ("POST", "/v1/scenarios:simulate"),
+    ("PUT", "/v1/customers/{customer_id}/push-subscriptions/{device_id}"),  # a point on the P-256 curve
 )
 
 

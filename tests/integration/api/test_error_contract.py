@@ -39,6 +39,8 @@ JSON_BODY_ROUTES: tuple[tuple[str, str], ...] = (
     ("PATCH", "/v1/campaigns/{campaign_id}"),
     ("POST", "/v1/campaigns/{campaign_id}:reject"),
     ("POST", "/v1/campaigns/{campaign_id}:cancel"),
+    ("PUT", "/v1/customers/{customer_id}/push-subscriptions/{device_id}"),
+    ("POST", "/v1/tasks/{task_id}:close"),
 )
 
 NOT_JSON: dict[str, bytes] = {
@@ -87,7 +89,13 @@ def test_a_body_that_is_not_json_is_a_422_problem_everywhere(
     body: bytes,
 ) -> None:
     customer_id = create_customer()["id"]
-    path = route.format(customer_id=customer_id, username="admin", campaign_id="01NOSUCHCAMPAIGN000000000")
+    path = route.format(
+        customer_id=customer_id,
+        username="admin",
+        campaign_id="01NOSUCHCAMPAIGN000000000",
+        device_id="browser-1",
+        task_id="no-such-task",
+    )
     before = state_counts()
     response = client.request(
         method, path, content=body, headers={**admin, "Content-Type": "application/json"}
