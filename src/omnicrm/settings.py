@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     dispatch_idle_ms: float = Field(
         default=200.0, ge=1, le=60_000
     )  # a worker with nothing due sleeps so long
+    # Messages per dispatch transaction on PostgreSQL (SQLite: always one; store/dispatch.Journal).
+    dispatch_batch: int = Field(default=50, ge=1, le=1000)
     dispatch_process: bool = True  # `omnicrm serve` runs the dispatch worker as a child process
     # Broker bridge (`omnicrm bridge`, docs/broker-bridge.md): which broker, where, and the prefix of
     # the bank's CloudEvent types (`ua.bank.` takes `ua.bank.product.opened` as `product.opened`).

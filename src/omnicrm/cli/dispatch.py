@@ -4,10 +4,12 @@ claims with SKIP LOCKED), one on SQLite (the one writer). `omnicrm serve` starts
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -15,14 +17,22 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from omnicrm.cli.common import console, open_container
+from omnicrm.services.callcentre.queues import QueueFile
 from omnicrm.services.dispatch.providers import channels_from
 from omnicrm.services.dispatch.worker import DispatchConfig, Dispatcher
+from omnicrm.store.dispatch import Journal
 
 log = logging.getLogger(__name__)
 
 
 def _interrupted(_signal: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _close(journal: Journal | None) -> None:
+    if journal is not None:
+        with contextlib.suppress(DBAPIError):
+            journal.close()
 
 
 def dispatch_command(
@@ -41,7 +51,13 @@ def dispatch_command(
         feedback_key=settings.feedback_key.get_secret_value().encode(),
         public_url=settings.public_url,
     )
-    dispatcher = Dispatcher(container.uow, container.current_library, channels, config)
+    postgres = container.engine.dialect.name == "postgresql"
+    journal = Journal(container.engine) if postgres else None
+    config = replace(config, batch=settings.dispatch_batch if postgres else 1)
+    queues = QueueFile(settings.scenarios_dir)
+    dispatcher = Dispatcher(
+        container.uow, container.current_library, channels, config, queues=queues.current, journal=journal
+    )
     signal.signal(signal.SIGTERM, _interrupted)
     idle = settings.dispatch_idle_ms / 1000
     console.print(
@@ -51,20 +67,24 @@ def dispatch_command(
     try:
         while parent is None or os.getppid() == parent:
             try:
+                if postgres and dispatcher.journal is None:  # a batch is sent only with its journal
+                    dispatcher.journal = Journal(container.engine)
                 done = dispatcher.step()
             except DBAPIError as exc:  # the database restarted or is unreachable: wait, then go on
                 log.warning("dispatch: database error (%s); trying again", type(exc.orig).__name__)
+                _close(dispatcher.journal)
+                dispatcher.journal = None if postgres else dispatcher.journal
                 time.sleep(1.0)
                 continue
-            if done is None:
+            if not done:
                 if once:
                     break
                 time.sleep(idle)
-            else:
-                sent += done.outcome == "sent"
+            sent += sum(d.outcome == "sent" for d in done)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
+        _close(dispatcher.journal)
         for channel in channels.values():
             channel.close()
         container.close()

@@ -14,18 +14,27 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.lifecycle import QUEUED
-from omnicrm.store.tables import customers, events, identifiers, instances, outbox, push_subscriptions
+from omnicrm.store.tables import (
+    customers,
+    events,
+    identifiers,
+    instances,
+    outbox,
+    push_subscriptions,
+    sent_journal,
+)
 
 _ADDRESS_KIND = {"email": "email", "sms": "phone"}
 
 
-def claim(conn: Connection, channels: Iterable[str], now: datetime) -> dict[str, Any] | None:
-    """The next queued message on one of `channels` whose time has come, locked for this
-    transaction (None when there is none free)."""
+def claim(conn: Connection, channels: Iterable[str], now: datetime, limit: int = 1) -> list[dict[str, Any]]:
+    """The next queued messages (up to `limit`) on `channels` whose time has come, locked for this
+    transaction (PostgreSQL: rows another worker holds are skipped)."""
     query = (
         select(outbox)
         .where(
@@ -34,17 +43,37 @@ def claim(conn: Connection, channels: Iterable[str], now: datetime) -> dict[str,
             outbox.c.channel.in_(sorted(set(channels))),
         )
         .order_by(outbox.c.available_at, outbox.c.id)
-        .limit(1)
+        .limit(limit)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    row = conn.execute(query).first()
-    return dict(row._mapping) if row is not None else None
+    return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def record(conn: Connection, message_id: int, **values: Any) -> None:
-    """Write what became of a claimed message (status, reason, provider, attempts, next try)."""
-    conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+_RECORD = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("b_id"))
+    .values(
+        {
+            name: bindparam(f"b_{name}")
+            for name in (
+                "status",
+                "status_reason",
+                "status_at",
+                "attempts",
+                "available_at",
+                "provider",
+                "provider_id",
+            )
+        }
+    )
+)
+
+
+def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write what became of claimed messages: each row has every field of `_RECORD` (b_ prefixed)."""
+    if rows:
+        conn.execute(_RECORD, rows)
 
 
 def fence(conn: Connection, customer_ids: Iterable[str]) -> None:
@@ -60,53 +89,83 @@ def fence(conn: Connection, customer_ids: Iterable[str]) -> None:
     conn.execute(query).all()
 
 
-def person(conn: Connection, customer_id: str) -> dict[str, Any] | None:
-    """The profile fields a message may use (first name, language), or None if merged away."""
-    row = conn.execute(
-        select(customers.c.first_name, customers.c.language, customers.c.merged_into).where(
-            customers.c.id == customer_id
-        )
-    ).first()
-    return dict(row._mapping) if row is not None else None
-
-
-def address(conn: Connection, customer_id: str, channel: str) -> str | None:
-    """The person's newest address for `channel` (e-mail address, phone number), if any."""
-    kind = _ADDRESS_KIND.get(channel)
-    if kind is None:
-        return None
-    query = (
-        select(identifiers.c.value)
-        .where(identifiers.c.customer_id == customer_id, identifiers.c.kind == kind)
-        .order_by(identifiers.c.created_at.desc())
-        .limit(1)
+def first_names(conn: Connection, customer_ids: Iterable[str]) -> dict[str, str]:
+    """Each person's first name (what the templates greet them by)."""
+    query = select(customers.c.id, customers.c.first_name).where(
+        customers.c.id.in_(sorted(set(customer_ids)))
     )
-    value = conn.execute(query).scalar()
-    return str(value) if value is not None else None
+    return {str(cid): str(name or "") for cid, name in conn.execute(query)}
 
 
-def subscriptions(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
-    query = select(push_subscriptions).where(push_subscriptions.c.customer_id == customer_id)
-    return [dict(r._mapping) for r in conn.execute(query.order_by(push_subscriptions.c.id))]
+def addresses(conn: Connection, customer_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(customer id, channel) -> the person's newest address on that channel (e-mail, phone)."""
+    query = (
+        select(identifiers.c.customer_id, identifiers.c.kind, identifiers.c.value)
+        .where(
+            identifiers.c.customer_id.in_(sorted(set(customer_ids))),
+            identifiers.c.kind.in_(("email", "phone")),
+        )
+        .order_by(identifiers.c.created_at)
+    )
+    found: dict[tuple[str, str], str] = {}
+    channel_of = {kind: channel for channel, kind in _ADDRESS_KIND.items()}
+    for cid, kind, value in conn.execute(query):
+        found[(str(cid), channel_of[kind])] = str(value)  # the newest wins
+    return found
+
+
+def subscriptions(conn: Connection, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    query = select(push_subscriptions).where(push_subscriptions.c.customer_id.in_(sorted(set(customer_ids))))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(query.order_by(push_subscriptions.c.id)):
+        found.setdefault(str(row.customer_id), []).append(dict(row._mapping))
+    return found
 
 
 def forget_subscription(conn: Connection, subscription_id: int) -> None:
     conn.execute(delete(push_subscriptions).where(push_subscriptions.c.id == subscription_id))
 
 
-def trigger_attributes(conn: Connection, instance_id: str | None) -> dict[str, Any]:
-    """The attributes of the event that started the message's conversation (amounts, dates...)."""
-    if instance_id is None:
-        return {}
-    query = select(events.c.attributes).select_from(
-        instances.join(events, and_(events.c.event_id == instances.c.trigger_event_id))
+def conversations_of(conn: Connection, instance_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each conversation with `trigger_attributes`: the attributes of the event that started it
+    (amounts, dates... that its messages quote)."""
+    query = select(instances, events.c.attributes.label("trigger_attributes")).select_from(
+        instances.outerjoin(events, and_(events.c.event_id == instances.c.trigger_event_id))
     )
-    value = conn.execute(query.where(instances.c.id == instance_id)).scalar()
-    return dict(value) if isinstance(value, dict) else {}
+    rows = conn.execute(query.where(instances.c.id.in_(sorted(set(instance_ids)))))
+    return {str(r.id): dict(r._mapping) for r in rows}
 
 
-def instance_of(conn: Connection, instance_id: str | None) -> dict[str, Any] | None:
-    if instance_id is None:
-        return None
-    row = conn.execute(select(instances).where(instances.c.id == instance_id)).first()
-    return dict(row._mapping) if row is not None else None
+def sent_before(conn: Connection, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Messages among `keys` the journal says a provider accepted: key -> (provider, provider id)."""
+    query = select(sent_journal.c.idempotency_key, sent_journal.c.provider, sent_journal.c.provider_id)
+    rows = conn.execute(query.where(sent_journal.c.idempotency_key.in_(sorted(set(keys)))))
+    return {str(k): (str(p), str(pid)) for k, p, pid in rows}
+
+
+class Journal:
+    """Each provider's acceptance, written the moment it happens on a connection of its own, while
+    the batch's transaction still holds its messages: a worker killed before that transaction
+    commits leaves the messages queued, and the next worker finds them here and records them sent
+    instead of sending them again. So a kill costs at most the one message between the provider's
+    answer and its journal line.
+
+    The journal's commits do not wait for the disk (`synchronous_commit = off`): a killed worker
+    loses nothing the server has, and only a crash of PostgreSQL itself can lose the last fraction
+    of a second of lines - which can cost duplicate attempts, never a lost message."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._conn.exec_driver_sql("SET synchronous_commit TO off")
+
+    def accepted(self, key: str, provider: str, provider_id: str, now: datetime) -> None:
+        row = {
+            "idempotency_key": key,
+            "provider": provider[:64],
+            "provider_id": provider_id[:200],
+            "sent_at": now,
+        }
+        self._conn.execute(pg_insert(sent_journal).values(row).on_conflict_do_nothing())
+
+    def close(self) -> None:
+        self._conn.close()

@@ -445,6 +445,17 @@ feedback_inbox = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 
+# Every provider acceptance, written at once on a connection of its own (store/dispatch.Journal), so
+# a worker killed before its batch commits does not send the batch's accepted messages again.
+sent_journal = Table(
+    "sent_journal",
+    metadata,
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("provider", String(64), nullable=False),
+    Column("provider_id", String(200), nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
+)
+
 # Web push subscriptions, one per device; a 404/410 from the push service removes one.
 push_subscriptions = Table(
     "push_subscriptions",
@@ -523,6 +534,7 @@ __all__ = [
     "relationships",
     "scenario_versions",
     "segments",
+    "sent_journal",
     "tasks",
     "users",
 ]

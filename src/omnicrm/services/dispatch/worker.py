@@ -1,19 +1,26 @@
-"""The dispatch worker: one queued message per transaction, from claim to the provider's answer.
+"""The dispatch worker: queued messages from claim to the provider's answer, in one transaction.
 
-    claim (row locked) -> the person's facts now -> send_verdict (domain/sending.py)
+    claim up to `batch` messages (rows locked) -> the people's facts now, in bulk
+    for each: send_verdict (domain/sending.py)
         withdraw  -> `withdrawn` with the rule's reason (never sent)
         postpone  -> stays `queued`, `available_at` = when quiet hours end
         go        -> render -> channel.send(message, idempotency key)
-                        Accepted  -> `sent`, provider and provider id
-                        Transient -> stays `queued`, attempts + 1, retried after back-off with jitter;
-                                     `dead` once attempts are exhausted
+                        Accepted  -> `sent`, provider and provider id (journalled at once)
+                        Transient -> stays `queued`, attempts + 1, retried after back-off with
+                                     jitter; `dead` once attempts are exhausted
                         Permanent -> `dead` with the reason (a gone push subscription is deleted)
     -> a `crm.message.status` on the timeline for sent / dead / withdrawn -> commit
 
-The send happens inside the transaction that records it. A worker killed after the provider
-accepted but before the commit leaves the message `queued`; the next worker sends it again with the
-same idempotency key, which the provider (or the receiving server) uses to keep one effect. So each
-kill can cost at most one duplicate *attempt*, never a lost message.
+The internet-bank inbox and the call-centre queue are omnicrm's own channels: their messages are
+delivered (an inbox row, a task) inside the same transaction, so exactly once.
+
+While a message is being sent its row stays locked, so a withdrawal (an opt-out, a goal, a consent
+withdrawn: store/dispatch.fence) waits for the batch and no send starts after it commits. A worker
+killed mid-batch leaves its messages `queued`; each one a provider had accepted is in the journal
+(store/dispatch.Journal, PostgreSQL), so the next worker records it sent without sending it again.
+On SQLite (one writer) a batch is one message and its record is in the same transaction. Either way
+a kill costs at most one duplicate *attempt* (the message between the provider's answer and its
+record), never a lost message.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,20 +37,24 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from omnicrm.channels.base import Accepted, Channel, Outgoing, Permanent, SendResult, Transient
+from omnicrm.domain.callcentre import QueueBook
+from omnicrm.domain.facts import CustomerFacts
 from omnicrm.domain.lifecycle import DEAD, QUEUED, SENT, WITHDRAWN
 from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.domain.sending import send_verdict
 from omnicrm.logs import act
+from omnicrm.services.callcentre.tasks import open_task
 from omnicrm.services.dispatch.render import Unrenderable, language_of, render
 from omnicrm.services.facts import load_facts
 from omnicrm.services.feedback.tokens import tracking
 from omnicrm.store import dispatch as store
-from omnicrm.store import timeline
+from omnicrm.store import inbox, timeline
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 STATUS_EVENT = "crm.message.status"
+INTERNAL = ("inapp", "callcentre")  # delivered by omnicrm itself, in the dispatch transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +65,12 @@ class DispatchConfig:
     expiry: timedelta = timedelta(hours=48)
     feedback_key: bytes = b""
     public_url: str = "http://127.0.0.1:8000"
+    batch: int = 1  # messages per transaction; more than one needs the journal (PostgreSQL)
 
 
 @dataclass(frozen=True, slots=True)
 class Dispatched:
-    """What one step of the worker did (for its status line, logs and tests)."""
+    """What the worker did with one message (for its status line, logs and tests)."""
 
     message_id: str  # the idempotency key
     channel: str
@@ -73,8 +85,27 @@ def backoff(attempt: int, config: DispatchConfig, rng: random.Random) -> timedel
     return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
+def status_event_id(key: str, status: str) -> str:
+    """The timeline event id of a message's status: one per message and status (replays dedup)."""
+    return f"status:{hashlib.sha256(key.encode()).hexdigest()[:40]}:{status}"
+
+
+@dataclass
+class _Batch:
+    """What a batch's messages need, read in bulk once the rows are locked."""
+
+    facts: dict[str, CustomerFacts]
+    names: dict[str, str]
+    addresses: dict[tuple[str, str], str]
+    conversations: dict[str, dict[str, Any]]
+    devices: dict[str, list[dict[str, Any]]]
+    journalled: dict[str, tuple[str, str]]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Dispatcher:
-    """Sends queued messages on the channels it has adapters for; `step()` handles one."""
+    """Sends queued messages on the channels it has adapters for (and the internal ones)."""
 
     def __init__(
         self,
@@ -83,53 +114,86 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         config: DispatchConfig,
         *,
+        queues: Callable[[], QueueBook] | None = None,
+        journal: store.Journal | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
+        if config.batch > 1 and journal is None:
+            raise ValueError("a batch of several messages needs the sent journal (PostgreSQL)")
         self.uow, self.library, self.channels, self.config = uow, library, dict(channels), config
-        self.clock = clock
+        self.queues, self.journal, self.clock = queues, journal, clock
         self.rng = rng or random.Random()
+        served = set(self.channels) | ({"inapp"} | ({"callcentre"} if queues else set()))
+        self.served = sorted(served)
 
-    def step(self) -> Dispatched | None:
-        """Claim, check, send and record one message; None when nothing is due."""
+    def step(self) -> list[Dispatched]:
+        """Claim, check, send and record up to one batch; an empty list when nothing is due."""
+        if self.config.batch > 1 and self.journal is None:
+            raise RuntimeError("a batch of several messages is sent only with its journal")
         library = self.library()
         with self.uow() as work:
+            conn = work.conn
             now = self.clock()
-            row = store.claim(work.conn, self.channels, now)
-            if row is None:
-                return None
-            done = self._handle(work.conn, row, library, now)
+            rows = store.claim(conn, self.served, now, self.config.batch)
+            if not rows:
+                return []
+            batch = self._read(conn, rows, library, now)
+            done = [self._handle(conn, row, batch, library, now) for row in rows]
+            store.record(conn, batch.records)
+            timeline.insert_events(conn, batch.statuses, received_at=now)
             work.commit()
-        act(
-            log,
-            f"dispatch.{done.outcome}",
-            idempotency_key=done.message_id,
-            customer_id=row["customer_id"],
-            channel=done.channel,
-            provider=done.provider,
-            attempts=int(row["attempts"] or 0) + (done.outcome in ("sent", "retry", "dead")),
-        )
+        for row, did in zip(rows, done, strict=True):
+            act(
+                log,
+                f"dispatch.{did.outcome}",
+                idempotency_key=did.message_id,
+                customer_id=row["customer_id"],
+                channel=did.channel,
+                provider=did.provider,
+            )
         return done
 
     def drain(self, limit: int | None = None) -> list[Dispatched]:
-        """Handle due messages until none is left (or `limit`)."""
+        """Handle due messages until none is left (or about `limit`)."""
         done: list[Dispatched] = []
         while limit is None or len(done) < limit:
             step = self.step()
-            if step is None:
+            if not step:
                 break
-            done.append(step)
+            done.extend(step)
         return done
 
-    def _handle(self, conn: Connection, row: dict[str, Any], library: Library, now: datetime) -> Dispatched:
+    def _read(self, conn: Connection, rows: list[dict[str, Any]], library: Library, now: datetime) -> _Batch:
+        people = sorted({str(r["customer_id"]) for r in rows})
+        pushes = any(r["channel"] == "webpush" for r in rows)
+        return _Batch(
+            facts=load_facts(conn, people, now=now, policy=library.policy),
+            names=store.first_names(conn, people),
+            addresses=store.addresses(conn, people),
+            conversations=store.conversations_of(conn, [r["instance_id"] for r in rows if r["instance_id"]]),
+            devices=store.subscriptions(conn, people) if pushes else {},
+            journalled=store.sent_before(conn, [r["idempotency_key"] for r in rows]) if self.journal else {},
+        )
+
+    def _handle(
+        self, conn: Connection, row: dict[str, Any], batch: _Batch, library: Library, now: datetime
+    ) -> Dispatched:
         key, channel = str(row["idempotency_key"]), str(row["channel"])
-        instance = store.instance_of(conn, row["instance_id"])
-        scenario = library.get(instance["scenario_id"], instance["scenario_version"]) if instance else None
-        facts = load_facts(conn, [row["customer_id"]], now=now, policy=library.policy)
-        customer = facts.get(row["customer_id"])
+        attempts = int(row["attempts"] or 0)
+        if key in batch.journalled:  # accepted before its worker died: record it, do not resend
+            provider, provider_id = batch.journalled[key]
+            return self._finish(row, batch, now, SENT, None, provider, provider_id, attempts + 1)
+        conversation = batch.conversations.get(row["instance_id"] or "")
+        scenario = (
+            library.get(conversation["scenario_id"], conversation["scenario_version"])
+            if conversation
+            else None
+        )
+        customer = batch.facts.get(row["customer_id"])
         if customer is None or scenario is None:
             why = "the profile was merged or erased" if customer is None else "its scenario is unknown"
-            return self._finish(conn, row, now, WITHDRAWN, why)
+            return self._finish(row, batch, now, WITHDRAWN, why)
         verdict = send_verdict(
             scenario,
             customer,
@@ -140,59 +204,49 @@ class Dispatcher:
             expiry=self.config.expiry,
         )
         if verdict.effect == "withdraw":
-            return self._finish(conn, row, now, WITHDRAWN, verdict.reason)
+            return self._finish(row, batch, now, WITHDRAWN, verdict.reason)
         if verdict.effect == "postpone" and verdict.until is not None:
-            store.record(conn, row["id"], available_at=verdict.until, status_reason=verdict.reason[:300])
+            self._keep(row, batch, attempts, verdict.until, verdict.reason, row["status_at"])
             return Dispatched(key, channel, "postponed", verdict.reason)
-        try:
-            message = self._render(conn, row, scenario, library, customer.language)
-        except Unrenderable as exc:
-            return self._finish(conn, row, now, DEAD, str(exc))
-        result = self._send(conn, row, message)
-        attempts = int(row["attempts"] or 0) + 1
+        if channel == "callcentre":
+            result: SendResult = self._open_task(conn, row, now)
+        else:
+            try:
+                message = self._render(row, batch, scenario, library, customer.language)
+            except Unrenderable as exc:
+                return self._finish(row, batch, now, DEAD, str(exc), attempts=attempts + 1)
+            result = self._send(conn, row, message, batch, now)
+        attempts += 1
         if isinstance(result, Accepted):
-            return self._finish(
-                conn,
-                row,
-                now,
-                SENT,
-                None,
-                provider=result.provider,
-                provider_id=result.provider_id,
-                attempts=attempts,
-            )
+            if self.journal is not None and channel not in INTERNAL:
+                self.journal.accepted(key, result.provider, result.provider_id, now)
+            return self._finish(row, batch, now, SENT, None, result.provider, result.provider_id, attempts)
         if isinstance(result, Permanent) or attempts >= self.config.max_attempts:
             why = (
                 result.reason
                 if isinstance(result, Permanent)
                 else f"gave up after {attempts} attempts: {result.reason}"
             )
-            return self._finish(conn, row, now, DEAD, why, attempts=attempts)
+            return self._finish(row, batch, now, DEAD, why, attempts=attempts)
         wait = backoff(attempts, self.config, self.rng)
         if result.retry_after is not None:
             wait = max(wait, timedelta(seconds=result.retry_after))
-        reason = f"attempt {attempts} failed: {result.reason}"[:300]
-        store.record(
-            conn, row["id"], attempts=attempts, available_at=now + wait, status_reason=reason, status_at=now
-        )
+        reason = f"attempt {attempts} failed: {result.reason}"
+        self._keep(row, batch, attempts, now + wait, reason, now)
         return Dispatched(key, channel, "retry", reason)
 
     def _render(
-        self,
-        conn: Connection,
-        row: dict[str, Any],
-        scenario: Scenario,
-        library: Library,
-        language: str | None,
+        self, row: dict[str, Any], batch: _Batch, scenario: Scenario, library: Library, language: str | None
     ) -> Outgoing:
         key, channel = str(row["idempotency_key"]), str(row["channel"])
         spec = library.messages.get(row["template"] or "")
         if spec is None:
             raise Unrenderable(f"message template {row['template']!r} is not in the library")
-        person = store.person(conn, row["customer_id"]) or {}
+        conversation = batch.conversations.get(row["instance_id"] or "") or {}
+        trigger = conversation.get("trigger_attributes")
         context = {
-            **store.trigger_attributes(conn, row["instance_id"]),
-            "first_name": person.get("first_name") or "",
+            **(trigger if isinstance(trigger, dict) else {}),
+            "first_name": batch.names.get(row["customer_id"], ""),
         }
         parts = render(spec, language_of(language), context)
         return Outgoing(
@@ -208,29 +262,41 @@ class Dispatcher:
             tracking=tracking(key, self.config.feedback_key, self.config.public_url),
         )
 
-    def _send(self, conn: Connection, row: dict[str, Any], message: Outgoing) -> SendResult:
+    def _send(
+        self, conn: Connection, row: dict[str, Any], message: Outgoing, batch: _Batch, now: datetime
+    ) -> SendResult:
+        if message.channel == "inapp":
+            inbox.deliver(
+                conn,
+                message.idempotency_key,
+                row["customer_id"],
+                message.title,
+                message.body,
+                message.language,
+                now,
+            )
+            return Accepted("inbox", message.idempotency_key)
         adapter = self.channels[message.channel]
         if message.channel == "webpush":
-            return self._push(conn, row, adapter, message)
-        to = store.address(conn, row["customer_id"], message.channel)
-        if message.channel in ("email", "sms") and to is None:
-            return Permanent(
-                f"no {'e-mail address' if message.channel == 'email' else 'phone number'} on the profile"
-            )
-        return adapter.send(_addressed(message, to or str(row["customer_id"])))
+            return self._push(conn, row, adapter, message, batch)
+        to = batch.addresses.get((row["customer_id"], message.channel))
+        if to is None:
+            what = "e-mail address" if message.channel == "email" else "phone number"
+            return Permanent(f"no {what} on the profile")
+        return adapter.send(replace(message, to=to))
 
-    def _push(self, conn: Connection, row: dict[str, Any], adapter: Channel, message: Outgoing) -> SendResult:
+    def _push(
+        self, conn: Connection, row: dict[str, Any], adapter: Channel, message: Outgoing, batch: _Batch
+    ) -> SendResult:
         """One push per device the person subscribed; accepted if any device's service took it."""
-        devices = store.subscriptions(conn, row["customer_id"])
+        devices = batch.devices.get(row["customer_id"], [])
         if not devices:
             return Permanent("no web push subscription on the profile")
         results: list[SendResult] = []
         for device in devices:
-            subscription = {
-                "endpoint": device["endpoint"],
-                "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
-            }
-            result = adapter.send(_addressed(message, orjson.dumps(subscription).decode()))
+            keys = {"p256dh": device["p256dh"], "auth": device["auth"]}
+            subscription = orjson.dumps({"endpoint": device["endpoint"], "keys": keys}).decode()
+            result = adapter.send(replace(message, to=subscription))
             if isinstance(result, Permanent) and result.gone:
                 store.forget_subscription(conn, device["id"])
             results.append(result)
@@ -240,62 +306,75 @@ class Dispatcher:
         transient = [r for r in results if isinstance(r, Transient)]
         return transient[0] if transient else results[0]
 
+    def _open_task(self, conn: Connection, row: dict[str, Any], now: datetime) -> SendResult:
+        assert self.queues is not None  # callcentre is served only with a queue book
+        open_task(conn, row, queues=self.queues(), now=now)
+        return Accepted("callcentre", str(row["idempotency_key"]))
+
+    def _keep(
+        self,
+        row: dict[str, Any],
+        batch: _Batch,
+        attempts: int,
+        available_at: datetime,
+        reason: str,
+        status_at: datetime | None,
+    ) -> None:
+        """The message stays queued (held, or to be retried) until `available_at`."""
+        batch.records.append(
+            {
+                "b_id": row["id"],
+                "b_status": QUEUED,
+                "b_status_reason": reason[:300],
+                "b_status_at": status_at,
+                "b_attempts": attempts,
+                "b_available_at": available_at,
+                "b_provider": row["provider"],
+                "b_provider_id": row["provider_id"],
+            }
+        )
+
     def _finish(
         self,
-        conn: Connection,
         row: dict[str, Any],
+        batch: _Batch,
         now: datetime,
         status: str,
         reason: str | None,
-        *,
         provider: str | None = None,
         provider_id: str | None = None,
         attempts: int | None = None,
     ) -> Dispatched:
-        values: dict[str, Any] = {
-            "status": status,
-            "status_reason": (reason or "")[:300] or None,
-            "status_at": now,
-        }
-        if provider is not None:
-            values.update(provider=provider, provider_id=provider_id)
-        if attempts is not None:
-            values["attempts"] = attempts
-        store.record(conn, row["id"], **values)
+        batch.records.append(
+            {
+                "b_id": row["id"],
+                "b_status": status,
+                "b_status_reason": (reason or "")[:300] or None,
+                "b_status_at": now,
+                "b_attempts": attempts if attempts is not None else row["attempts"],
+                "b_available_at": row["available_at"],
+                "b_provider": provider,
+                "b_provider_id": provider_id,
+            }
+        )
         key = str(row["idempotency_key"])
         attributes: dict[str, Any] = {"message_id": key, "status": status}
         if reason:
             attributes["reason"] = reason[:300]
         if provider:
             attributes["provider"] = provider[:64]
-        timeline.insert_events(
-            conn,
-            [
-                {
-                    "event_id": status_event_id(key, status),
-                    "customer_id": row["customer_id"],
-                    "origin_id": row["customer_id"],
-                    "kind": "interaction",
-                    "type": STATUS_EVENT,
-                    "source": "channel",
-                    "channel": row["channel"],
-                    "occurred_at": now,
-                    "attributes": attributes,
-                }
-            ],
-            received_at=now,
+        batch.statuses.append(
+            {
+                "event_id": status_event_id(key, status),
+                "customer_id": row["customer_id"],
+                "origin_id": row["customer_id"],
+                "kind": "interaction",
+                "type": STATUS_EVENT,
+                "source": "channel",
+                "channel": row["channel"],
+                "occurred_at": now,
+                "attributes": attributes,
+            }
         )
         outcome = {SENT: "sent", DEAD: "dead", WITHDRAWN: "withdrawn"}[status]
         return Dispatched(key, str(row["channel"]), outcome, reason or "", provider)
-
-
-def _addressed(message: Outgoing, to: str) -> Outgoing:
-    return replace(message, to=to)
-
-
-def status_event_id(key: str, status: str) -> str:
-    """The timeline event id of a message's status: one per message and status (replays dedup)."""
-    return f"status:{hashlib.sha256(key.encode()).hexdigest()[:40]}:{status}"
-
-
-__all__ = ["QUEUED", "DispatchConfig", "Dispatched", "Dispatcher", "backoff"]

@@ -42,6 +42,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("source", "event_id", name="pk_feedback_inbox"),
     )
     op.create_table(
+        "sent_journal",
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("provider_id", sa.String(200), nullable=False),
+        sa.Column("sent_at", UtcDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("idempotency_key", name="pk_sent_journal"),
+    )
+    op.create_table(
         "push_subscriptions",
         sa.Column("id", _BIG_ID, autoincrement=True, nullable=False),
         sa.Column("customer_id", sa.String(32), nullable=False),
@@ -100,6 +108,7 @@ def downgrade() -> None:
     op.drop_table("tasks")
     op.drop_table("inbox_messages")
     op.drop_table("push_subscriptions")
+    op.drop_table("sent_journal")
     op.drop_table("feedback_inbox")
     op.drop_index("ix_outbox_backlog", table_name="outbox")
     op.drop_index("ix_outbox_provider_id", table_name="outbox")
