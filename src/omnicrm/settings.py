@@ -150,8 +150,6 @@ class Settings(BaseSettings):
             raise ValueError("OMNICRM_DATABASE_URL must point at PostgreSQL when OMNICRM_ENV=production")
         if self.env == "production" and self.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
             raise ValueError("set OMNICRM_PSEUDONYM_KEY (32+ random characters) when OMNICRM_ENV=production")
-        if self.env == "production" and self.feedback_key.get_secret_value() == DEV_FEEDBACK_KEY:
-            raise ValueError("set OMNICRM_FEEDBACK_KEY (32+ random characters) when OMNICRM_ENV=production")
         return self
 
     @model_validator(mode="after")
@@ -165,4 +163,10 @@ class Settings(BaseSettings):
                 "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
                 "kept outside the database and never changed while the log lives"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _feedback_key_is_set_in_production(self) -> Settings:
+        if self.env == "production" and self.feedback_key.get_secret_value() == DEV_FEEDBACK_KEY:
+            raise ValueError("set OMNICRM_FEEDBACK_KEY (32+ random characters) when OMNICRM_ENV=production")
         return self

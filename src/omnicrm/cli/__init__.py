@@ -386,6 +386,20 @@ def bench_dispatch_cmd(
     )
 
 
+@bench_app.command("sms")
+def bench_sms_cmd(
+    messages: int = 10_000,
+    threads: Annotated[int, typer.Option(help="Sending threads sharing one adapter")] = 8,
+) -> None:
+    """SMS per second through a real Kannel (bearerbox + smsbox + fakesmsc, started for the run)."""
+    from omnicrm.bench import sms as bench_sms
+
+    figures = bench_sms.run(messages, threads)
+    console.print(
+        ", ".join(f"{k}: {v:,.0f}" if isinstance(v, float) else f"{k}: {v:,}" for k, v in figures.items())
+    )
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()

@@ -347,9 +347,9 @@ def test_concurrent_appends_form_one_chain(client: TestClient, container: Contai
 # ------------------------------------------------------------------------------------ the key
 
 
-# Production also needs its own pseudonym key (data subjects' rights); given here so that only the
-# audit key is missing.
-PSEUDONYM = {"pseudonym_key": "p" * 40}
+# Production also needs its own pseudonym key (data subjects' rights) and feedback key (tracked links);
+# given here so that only the audit key is missing.
+PSEUDONYM = {"pseudonym_key": "p" * 40, "feedback_key": "f" * 40}
 
 
 def test_production_refuses_to_start_without_a_key() -> None:

@@ -470,8 +470,8 @@ def test_production_refuses_to_start_without_its_own_pseudonym_key() -> None:
         "OMNICRM_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
         "OMNICRM_CATALOGUE_FILE": str(CATALOGUE),
         "OMNICRM_SCENARIOS_DIR": str(SCENARIOS),
-        "OMNICRM_AUDIT_KEY": "a"
-        * 40,  # production needs its audit key too; only the pseudonym key is missing
+        "OMNICRM_AUDIT_KEY": "a" * 40,  # production needs its audit and feedback keys too;
+        "OMNICRM_FEEDBACK_KEY": "f" * 40,  # only the pseudonym key is missing
     }
     runner = CliRunner()
 

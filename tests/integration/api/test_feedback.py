@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -207,4 +206,12 @@ def test_a_hard_bounce_closes_the_channel_for_that_person(bank: Bank, container:
     assert "webpush" in profile["constraints"]["channel_blacklist"]
 
 
-_ = Callable  # keep the import for type comments in helpers
+def test_production_refuses_the_development_feedback_key() -> None:
+    from pydantic import ValidationError
+
+    from omnicrm.settings import Settings
+
+    others = {"pseudonym_key": "p" * 40, "audit_key": "a" * 40, "database_url": "postgresql+psycopg://b@db/o"}
+    with pytest.raises(ValidationError, match="OMNICRM_FEEDBACK_KEY"):
+        Settings(env="production", **others)
+    assert Settings(env="production", feedback_key="f" * 40, **others).feedback_key is not None
