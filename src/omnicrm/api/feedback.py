@@ -53,6 +53,7 @@ def _take(container: Container, reports: Sequence[intake.Report], actor: str) ->
     "/v1/webhooks/{provider}",
     summary="A provider's status reports, signed with its secret (X-Omnicrm-Signature)",
     dependencies=[Depends(SignedRequest("HMAC of the body with the provider's secret"))],
+    openapi_extra={"security": [{"ProviderSignature": []}]},
 )
 async def provider_webhook(provider: str, request: Request, container: ContainerDep) -> dict[str, Any]:
     body = await request.body()
@@ -67,6 +68,7 @@ async def provider_webhook(provider: str, request: Request, container: Container
     "/v1/webhooks/kannel/dlr",
     summary="Kannel's delivery receipts (the dlr-url each SMS carries, signed per message)",
     dependencies=[Depends(SignedRequest("HMAC of the message key in the URL"))],
+    openapi_extra={"security": [{"SignedUrl": []}]},
 )
 async def kannel_receipt(request: Request, container: ContainerDep) -> dict[str, Any]:
     report = sms.receipt(dict(request.query_params), _secret(container))
@@ -78,6 +80,7 @@ async def kannel_receipt(request: Request, container: ContainerDep) -> dict[str,
     "/v1/webhooks/kannel/mo",
     summary="Texts clients send (Kannel's sms-service get-url, with its token): STOP, replies",
     dependencies=[Depends(SignedRequest("the sms-service token in the URL"))],
+    openapi_extra={"security": [{"SignedUrl": []}]},
 )
 async def kannel_inbound(request: Request, container: ContainerDep, token: str = "") -> dict[str, Any]:
     params = {k: v for k, v in request.query_params.items() if k != "token"}

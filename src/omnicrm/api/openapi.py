@@ -54,6 +54,23 @@ _RETRY_AFTER: Json = {
 }
 _CHALLENGE: Json = {"required": True, "schema": {"type": "string", "const": "Bearer"}}
 
+# Routes a provider or Kannel calls without a token prove their caller by a signature instead
+# (api/feedback.py declares which); documented as security schemes so a client generator sends them.
+SIGNATURES: Json = {
+    "ProviderSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Omnicrm-Signature",
+        "description": "t=<unix seconds>,v1=<hex HMAC-SHA256(provider secret, '<t>.<raw body>')>",
+    },
+    "SignedUrl": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "sig",
+        "description": "the HMAC omnicrm put in the URL it gave Kannel (dlr-url: sig; sms-service: token)",
+    },
+}
+
 # status -> (component name, description, headers)
 _ERRORS: dict[int, tuple[str, str, Json]] = {
     401: (
@@ -86,6 +103,7 @@ def build(app: FastAPI, extra_schemas: Json) -> Json:
     for name in ("HTTPValidationError", "ValidationError"):  # replaced by Problem below
         schemas.pop(name, None)
     components["responses"] = {name: _error(text, headers) for name, text, headers in _ERRORS.values()}
+    components.setdefault("securitySchemes", {}).update(SIGNATURES)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})

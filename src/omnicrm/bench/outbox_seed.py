@@ -65,11 +65,11 @@ def _address(cid: str, email: str, now: datetime) -> dict[str, Any]:
     return {"kind": "email", "value": email, "customer_id": cid, "origin_id": cid, "created_at": now}
 
 
-def _consent(cid: str, now: datetime) -> dict[str, Any]:
+def _consent(cid: str, now: datetime, channel: str = "email") -> dict[str, Any]:
     return {
         "customer_id": cid,
         "origin_id": cid,
-        "channel": "email",
+        "channel": channel,
         "purpose": "marketing",
         "granted": True,
         "legal_basis": "consent",
@@ -80,8 +80,11 @@ def _consent(cid: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def seed(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str = "q") -> list[str]:
-    """Queue `count` renewal e-mails (one per new person); returns their idempotency keys."""
+def seed(
+    conn: Connection, count: int, *, now: datetime, zone: str, prefix: str = "q", sms: bool = False
+) -> list[str]:
+    """Queue `count` renewal e-mails (one per new person); returns their idempotency keys. `sms`:
+    each person also has a phone number and SMS consent (the conversation's next step)."""
     people_: list[dict[str, Any]] = []
     addresses: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
@@ -95,6 +98,17 @@ def seed(conn: Connection, count: int, *, now: datetime, zone: str, prefix: str 
         people_.append(_person(cid, n, now, zone))
         addresses.append(_address(cid, f"{prefix}{n}@client.example", now))
         ledger.append(_consent(cid, now))
+        if sms:
+            addresses.append(
+                {
+                    "kind": "phone",
+                    "value": f"+38067{n:07d}",
+                    "customer_id": cid,
+                    "origin_id": cid,
+                    "created_at": now,
+                }
+            )
+            ledger.append(_consent(cid, now, "sms"))
         event_id = f"{prefix}-ev-{cid}"
         triggers.append(
             {

@@ -73,7 +73,8 @@ def dlr_signature(secret: bytes, key: str) -> str:
 
 def verify_dlr(params: Mapping[str, str], secret: bytes) -> bool:
     """True when the `sig` of a callback matches its `key` (constant-time comparison)."""
-    return hmac.compare_digest(params.get("sig", ""), dlr_signature(secret, params.get("key", "")))
+    given = params.get("sig", "").encode()  # bytes: compare_digest refuses non-ASCII strings
+    return hmac.compare_digest(given, dlr_signature(secret, params.get("key", "")).encode())
 
 
 class KannelChannel(Channel):

@@ -386,6 +386,26 @@ def bench_dispatch_cmd(
     )
 
 
+@bench_app.command("webhooks")
+def bench_webhooks_cmd(
+    messages: int = 5_000,
+    concurrency: int = 32,
+    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 1,
+    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
+) -> None:
+    """Provider webhooks, each delivered three times at once: requests/s, and stored exactly once."""
+    from omnicrm.bench import webhooks as bench_webhooks
+
+    settings = Settings()
+    bench_webhooks.run(
+        pg_url=pg_url or settings.pg_bench_url,
+        messages=messages,
+        concurrency=concurrency,
+        runs=runs,
+        console=console,
+    )
+
+
 @bench_app.command("sms")
 def bench_sms_cmd(
     messages: int = 10_000,

@@ -215,3 +215,9 @@ def test_production_refuses_the_development_feedback_key() -> None:
     with pytest.raises(ValidationError, match="OMNICRM_FEEDBACK_KEY"):
         Settings(env="production", **others)
     assert Settings(env="production", feedback_key="f" * 40, **others).feedback_key is not None
+
+
+def test_a_receipt_with_a_garbled_signature_is_refused_not_an_error(bank: Bank) -> None:
+    answer = bank.client.get("/v1/webhooks/kannel/dlr", params={"key": "k", "sig": "\u0080é", "status": "1"})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"

@@ -53,7 +53,7 @@ def test_the_shipped_catalogue_and_scenarios_are_found_from_any_folder(elsewhere
     result = omnicrm_cmd("check-config", cwd=elsewhere)
 
     assert result.returncode == 0, result.stderr
-    assert "29 event types" in result.stdout
+    assert "30 event types" in result.stdout
     assert f"{len(SHIPPED_IDS)} scenarios" in result.stdout
 
 

@@ -279,7 +279,8 @@ def test_a_merged_profiles_conversation_is_taken_over_by_the_survivor_and_given_
     assert taken["due_at"] is not None
     assert {m["customer_id"] for m in _messages(container, running["id"])} <= {survivor}
     # the timer fires while the profiles are merged: the survivor's conversation moves on it
-    later = datetime.now(UTC) + timedelta(days=30)
+    # at 10:00 UTC (noon in Kyiv): at the hour the test happens to run, quiet hours would hold the step
+    later = (datetime.now(UTC) + timedelta(days=30)).replace(hour=10, minute=0)
     decider.fire_timers(container.uow, container.library, now=later)
     moved = _instance(container, running["id"])
     assert moved["step"] != taken["step"] or moved["status"] != "active", "the conversation did not move"
