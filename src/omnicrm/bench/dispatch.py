@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from omnicrm.bench.ingest import _pg_admin
-from omnicrm.bench.outbox_seed import people
+from omnicrm.bench.outbox_seed import daytime_zone, people
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.services import ingest
 from omnicrm.settings import Settings
@@ -104,7 +104,7 @@ def one_run(pg_url: str, messages: int, workers: int, host: str, port: int) -> f
     with _database(pg_url) as url:
         container = bootstrap(Settings(database_url=url), migrate=True)
         now = datetime.now(UTC)
-        zone = "Etc/GMT" if 8 <= now.hour < 20 else "Asia/Tokyo"  # daytime for the quiet hours
+        zone = daytime_zone(now)
         with container.uow() as uow:
             ids = people(uow.conn, messages, now=now, zone=zone)
             uow.commit()

@@ -19,6 +19,13 @@ SCENARIO, VERSION, TEMPLATE = "deposit-renewal", 1, "deposit_renewal_email"
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
+def daytime_zone(now: datetime) -> str:
+    """A time zone where it is about noon at `now`: quiet hours are kept in the client's zone, and a
+    test or benchmark runs at any hour of the day."""
+    offset = 12 - now.hour  # local = UTC + offset; Etc/GMT names carry the sign the other way round
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 def _id() -> str:
     """A random profile id of letters only: a long run of digits could pass for a card number."""
     return uuid.uuid4().hex.translate(_LETTERS)

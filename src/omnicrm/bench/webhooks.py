@@ -22,7 +22,7 @@ from rich.console import Console
 from sqlalchemy import func, select, update
 
 from omnicrm.bench.dispatch import _database
-from omnicrm.bench.outbox_seed import seed
+from omnicrm.bench.outbox_seed import daytime_zone, seed
 from omnicrm.bench.server import serving
 from omnicrm.bootstrap import bootstrap
 from omnicrm.services.feedback import webhooks
@@ -40,7 +40,7 @@ def one_run(pg_url: str, messages: int, concurrency: int) -> dict[str, Any]:
     with _database(pg_url) as url:
         container = bootstrap(Settings(database_url=url), migrate=True)
         now = datetime.now(UTC)
-        zone = "Etc/GMT" if 8 <= now.hour < 20 else "Asia/Tokyo"
+        zone = daytime_zone(now)
         with container.uow() as uow:
             keys = seed(uow.conn, messages, now=now, zone=zone, prefix=f"w{uuid.uuid4().hex[:6]}", sms=True)
             uow.conn.execute(

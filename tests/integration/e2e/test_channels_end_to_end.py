@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from omnicrm.bench import kannel_peer
+from omnicrm.bench.outbox_seed import daytime_zone
 from omnicrm.bench.server import free_port, serving
 from omnicrm.bench.smtp_sink import CountingSink
 from omnicrm.bootstrap import bootstrap
@@ -40,11 +41,6 @@ def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
             return value
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
         time.sleep(0.1)
-
-
-def daytime_zone() -> str:
-    offset = 12 - datetime.now(UTC).hour
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 @pytest.fixture
@@ -94,7 +90,7 @@ def _client(client: httpx.Client) -> str:
         "status": "client",
         "first_name": "Olena",
         "language": "uk",
-        "timezone": daytime_zone(),
+        "timezone": daytime_zone(datetime.now(UTC)),
         "identifiers": [
             {"kind": "phone", "value": PHONE},
             {"kind": "email", "value": "olena@client.example"},
