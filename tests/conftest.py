@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import audit_key
 from omnicrm.store.audit_digest import GENESIS, head_mac

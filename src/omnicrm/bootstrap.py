@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.privacy import use_pseudonym_key
 from omnicrm.domain.scenarios import Library
-from omnicrm.services import registry
-from omnicrm.services.datafiles import DataFileError, LibraryFiles, load_catalogue, read_library
+from omnicrm.services.conversations import registry
+from omnicrm.services.conversations.datafiles import DataFileError, LibraryFiles, load_catalogue, read_library
 from omnicrm.settings import Settings
 from omnicrm.store import audit_key
 from omnicrm.store import migrate as migrations

@@ -30,8 +30,8 @@ from typing import Any
 from omnicrm import lifeline
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.partitions import COUNTS, Partition
-from omnicrm.services import decider
-from omnicrm.services.report import Report
+from omnicrm.services.conversations import decider
+from omnicrm.services.conversations.report import Report
 from omnicrm.settings import Settings
 
 log = logging.getLogger(__name__)

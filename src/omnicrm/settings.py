@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     intake_fast_path: bool = True  # POST /v1/events and /v1/interactions beneath FastAPI (api/intake.py)
     campaign_poll_s: float = Field(default=30.0, ge=0.1, le=3600)  # scheduled campaign starts
     pg_bench_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    # Login throttle (services/login_throttle.py): failures before a user name / a client address is
+    # Login throttle (services/access/login_throttle.py): failures before a user name / a client address is
     # locked, the first lock (doubled by every further failure, up to the cap), and how long after its
     # last failure or the end of its lock a record is forgotten.
     login_max_failures_per_name: int = Field(default=5, ge=1, le=1000)

@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, select
 from omnicrm.bootstrap import Container
 from omnicrm.catchup import catch_up
 from omnicrm.domain.partitions import Partition
-from omnicrm.services import decider
-from omnicrm.services.importer import import_customers, import_events
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
-from omnicrm.services.report import Report
+from omnicrm.services.conversations import decider
+from omnicrm.services.conversations.report import Report
+from omnicrm.services.intake.importer import import_customers, import_events
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import offsets
 from omnicrm.store.tables import decisions, events, instances, outbox

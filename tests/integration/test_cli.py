@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.cli import app
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.tables import customers, events
 

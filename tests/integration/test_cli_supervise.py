@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import select
 
 from omnicrm.bootstrap import bootstrap
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import offsets
 from omnicrm.store.leader import DECIDER

@@ -30,8 +30,8 @@ from sqlalchemy.engine import make_url
 from omnicrm.bench.outbox_seed import daytime_zone, seed
 from omnicrm.bench.smtp_sink import CountingSink
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import customers
 from omnicrm.services.contracts import ConsentIn
+from omnicrm.services.profiles import customers
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.tables import outbox
 

@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 
 from omnicrm.bootstrap import bootstrap
 from omnicrm.catchup import MIN_EVENTS
-from omnicrm.services.importer import import_customers, import_events
-from omnicrm.services.ingest import EVENT_KINDS
+from omnicrm.services.intake.importer import import_customers, import_events
+from omnicrm.services.intake.ingest import EVENT_KINDS
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from omnicrm.domain.scenarios import ScenarioSpec
-from omnicrm.services.registry import scenario_schema
+from omnicrm.services.conversations.registry import scenario_schema
 from omnicrm.settings import SHIPPED_SCENARIOS
 
 SCHEMA_FILE = SHIPPED_SCENARIOS / "schema" / "scenario.schema.json"

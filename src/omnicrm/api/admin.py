@@ -15,8 +15,8 @@ from omnicrm.domain.errors import Conflict, Unauthenticated
 from omnicrm.domain.login_throttle import Policy
 from omnicrm.domain.permissions import Permission
 from omnicrm.domain.vocabulary import Role
-from omnicrm.services import auth, login_throttle
-from omnicrm.services.auth import Principal
+from omnicrm.services.access import auth, login_throttle
+from omnicrm.services.access.auth import Principal
 from omnicrm.services.contracts import Label, Strict
 from omnicrm.settings import Settings
 from omnicrm.store import audit

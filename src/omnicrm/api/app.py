@@ -45,9 +45,9 @@ from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.responses import Problem, domain_problem, problem
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import DomainError, InvalidInput, ItemError, Unavailable
-from omnicrm.services.campaign_launch import CampaignScheduler
-from omnicrm.services.decider import DecisionWorker
-from omnicrm.services.group_commit import GroupCommitWriter
+from omnicrm.services.campaigns.campaign_launch import CampaignScheduler
+from omnicrm.services.conversations.decider import DecisionWorker
+from omnicrm.services.intake.group_commit import GroupCommitWriter
 from omnicrm.store.disk_full import is_disk_full
 
 log = logging.getLogger(__name__)

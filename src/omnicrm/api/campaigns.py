@@ -12,10 +12,10 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.campaigns import Status
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import campaign_launch as launching
-from omnicrm.services import campaigns
-from omnicrm.services.auth import Principal
-from omnicrm.services.campaigns import CampaignIn, CampaignPatch
+from omnicrm.services.access.auth import Principal
+from omnicrm.services.campaigns import campaign_launch as launching
+from omnicrm.services.campaigns import campaigns
+from omnicrm.services.campaigns.campaigns import CampaignIn, CampaignPatch
 from omnicrm.services.contracts import Strict
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], default_response_class=FastJSON)

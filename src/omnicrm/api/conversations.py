@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import explaining
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
+from omnicrm.services.conversations import explaining
 
 router = APIRouter(prefix="/v1/customers", tags=["decisions"], default_response_class=FastJSON)
 Reader = Annotated[Principal, Depends(require(Permission.READ_TIMELINE))]

@@ -15,8 +15,7 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.identifiers import IdentifierKind
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import client_file, customers, identity, mass_update, timeline
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
 from omnicrm.services.contracts import (
     ConsentIn,
     CustomerIn,
@@ -25,6 +24,7 @@ from omnicrm.services.contracts import (
     MassUpdateIn,
     Strict,
 )
+from omnicrm.services.profiles import client_file, customers, identity, mass_update, timeline
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], default_response_class=FastJSON)
 Reader = Annotated[Principal, Depends(require(Permission.READ_PROFILE))]

@@ -14,8 +14,8 @@ from starlette.requests import HTTPConnection
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import Forbidden, Unauthenticated
 from omnicrm.domain.permissions import Permission, allowed
-from omnicrm.services import auth
-from omnicrm.services.auth import Principal
+from omnicrm.services.access import auth
+from omnicrm.services.access.auth import Principal
 
 _SCHEME_HELP = "An API token: `Authorization: Bearer ocrm_...`"
 

@@ -13,10 +13,10 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.errors import InvalidInput, ItemError
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import ingest
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
 from omnicrm.services.contracts import EventIn
-from omnicrm.services.group_commit import GroupCommitWriter
+from omnicrm.services.intake import ingest
+from omnicrm.services.intake.group_commit import GroupCommitWriter
 
 router = APIRouter(tags=["events"], default_response_class=FastJSON)
 EventWriter = Annotated[Principal, Depends(require(Permission.WRITE_EVENTS))]

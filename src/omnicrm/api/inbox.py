@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import inbox
-from omnicrm.services.auth import Principal
-from omnicrm.services.inbox import DeviceId, PushSubscriptionIn
+from omnicrm.services.access.auth import Principal
+from omnicrm.services.conversations import inbox
+from omnicrm.services.conversations.inbox import DeviceId, PushSubscriptionIn
 
 router = APIRouter(prefix="/v1/customers", tags=["internet bank"], default_response_class=FastJSON)
 Reader = Annotated[Principal, Depends(require(Permission.READ_INBOX))]

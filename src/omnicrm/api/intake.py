@@ -25,7 +25,7 @@ from omnicrm.api.front_door import read_body
 from omnicrm.api.responses import domain_problem
 from omnicrm.domain.errors import DomainError
 from omnicrm.domain.permissions import Permission
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS
 
 _ROUTES: dict[str, tuple[frozenset[str], Permission]] = {
     "/v1/events": (EVENT_KINDS, Permission.WRITE_EVENTS),

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnicrm.api.deps import require
 from omnicrm.bootstrap import Container
 from omnicrm.domain.permissions import Permission
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
 from omnicrm.store.operations import Figures, read_figures
 
 router = APIRouter(tags=["operations"])

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends
 from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.permissions import Permission
-from omnicrm.services import privacy
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
+from omnicrm.services.profiles import privacy
 
 # Registered before the customers router: its `/{customer_id}` would otherwise take `{id}:export`.
 router = APIRouter(tags=["data subjects' rights"], default_response_class=FastJSON)

@@ -15,11 +15,11 @@ from omnicrm.bootstrap import Container, publish_files
 from omnicrm.domain.errors import InvalidInput, ItemError, NotFound
 from omnicrm.domain.permissions import Permission
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services import journeys
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
 from omnicrm.services.contracts import Strict
-from omnicrm.services.datafiles import DataFileError, check_scenario, load_messages
-from omnicrm.services.registry import scenario_schema
+from omnicrm.services.conversations import journeys
+from omnicrm.services.conversations.datafiles import DataFileError, check_scenario, load_messages
+from omnicrm.services.conversations.registry import scenario_schema
 from omnicrm.store import registry
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"], default_response_class=FastJSON)

@@ -14,7 +14,7 @@ from omnicrm.api.deps import ContainerDep, require
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.callcentre import QueueBook
 from omnicrm.domain.permissions import Permission, allowed
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
 from omnicrm.services.callcentre import tasks
 from omnicrm.services.callcentre.queues import QueueFile
 from omnicrm.services.contracts import Strict

@@ -25,9 +25,9 @@ from omnicrm.bench.loadgen import post_json, run_load
 from omnicrm.bench.server import serving
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.catchup import catch_up, default_processes
-from omnicrm.services import decider
-from omnicrm.services.importer import import_customers, import_events
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.conversations import decider
+from omnicrm.services.intake.importer import import_customers, import_events
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import offsets

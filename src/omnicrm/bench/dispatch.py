@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from omnicrm.bench.ingest import _pg_admin
 from omnicrm.bench.outbox_seed import daytime_zone, people
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import ingest
+from omnicrm.services.intake import ingest
 from omnicrm.settings import Settings
 from omnicrm.store.tables import outbox
 

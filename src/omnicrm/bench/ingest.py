@@ -27,8 +27,9 @@ from omnicrm.bench.copies import remove, sqlite_copy
 from omnicrm.bench.loadgen import LoadResult, post_json, run_load
 from omnicrm.bench.server import serving
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import auth, ingest
-from omnicrm.services.importer import import_customers, import_events
+from omnicrm.services.access import auth
+from omnicrm.services.intake import ingest
+from omnicrm.services.intake.importer import import_customers, import_events
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 

@@ -38,9 +38,11 @@ from omnicrm.cli.supervise import DeciderProcess, DispatcherProcess
 from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import InvalidInput
 from omnicrm.domain.partitions import COUNTS
-from omnicrm.services import auth, client_file, decider, explaining
-from omnicrm.services.campaign_launch import CampaignScheduler
-from omnicrm.services.datafiles import DataFileError, load_catalogue, load_library
+from omnicrm.services.access import auth
+from omnicrm.services.campaigns.campaign_launch import CampaignScheduler
+from omnicrm.services.conversations import decider, explaining
+from omnicrm.services.conversations.datafiles import DataFileError, load_catalogue, load_library
+from omnicrm.services.profiles import client_file
 from omnicrm.settings import Settings
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import accounts, profiles

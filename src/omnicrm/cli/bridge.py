@@ -12,7 +12,7 @@ from functools import partial
 from omnicrm.bridge.base import BridgeError, Broker
 from omnicrm.bridge.relay import Relay
 from omnicrm.cli.common import console, open_container
-from omnicrm.services import bridging
+from omnicrm.services.intake import bridging
 from omnicrm.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.errors import DomainError
-from omnicrm.services.datafiles import DataFileError
+from omnicrm.services.conversations.datafiles import DataFileError
 from omnicrm.settings import Settings
 
 console = Console()

@@ -9,8 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, refusals_exit
-from omnicrm.services import import_files, importer
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.intake import import_files, importer
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS
 
 import_app = typer.Typer(help="Import customers, events or interactions from .jsonl or .csv files.")
 # A missing or unreadable file is refused before anything is opened, with click's own message.

@@ -13,8 +13,8 @@ from rich.table import Table
 from omnicrm.bootstrap import Container
 from omnicrm.cli.common import console, err, open_container, print_file_errors
 from omnicrm.domain.scenarios import Scenario
-from omnicrm.services import replay as replay_service
-from omnicrm.services.datafiles import DataFileError, read_library
+from omnicrm.services.conversations import replay as replay_service
+from omnicrm.services.conversations.datafiles import DataFileError, read_library
 
 
 def _moment(text: str, option: str) -> datetime:

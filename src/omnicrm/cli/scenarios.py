@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from omnicrm.bootstrap import publish_files
 from omnicrm.cli.common import CLI_ACTOR, console, open_container, print_file_errors, refusals_exit
-from omnicrm.services import journeys
-from omnicrm.services.datafiles import (
+from omnicrm.services.conversations import journeys
+from omnicrm.services.conversations.datafiles import (
     DataFileError,
     load_messages,
     load_yaml,
@@ -20,7 +20,7 @@ from omnicrm.services.datafiles import (
     read_scenario,
     validation_errors,
 )
-from omnicrm.services.registry import scenario_schema
+from omnicrm.services.conversations.registry import scenario_schema
 from omnicrm.store import registry
 
 scenarios_app = typer.Typer(help="Scenario templates: publish new versions, list them, their JSON Schema.")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from omnicrm.cli.common import CLI_ACTOR, console, err, open_container, refusals_exit
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 
 users_app = typer.Typer(help="Users, roles and API tokens.")
 

@@ -32,7 +32,7 @@ class Disposition:
 
 # The one dictionary of dispositions. `reaction` is a `message.reaction` value (catalogue): routes of
 # a wait after a call step test it (`reaction == "accepted"`). `do_not_call` becomes `unsubscribed`,
-# which the intake honours as any opt-out (services/opt_out.py): the call-centre marketing consent
+# which the intake honours as any opt-out (services/intake/opt_out.py): the call-centre marketing consent
 # is withdrawn in the transaction that stores it, and queued marketing calls are withdrawn.
 DISPOSITIONS: Final[dict[str, Disposition]] = {
     "offer_accepted": Disposition("accepted"),

@@ -159,7 +159,7 @@ def decide(
     `contexts` (customer id -> CEL context), kept by a caller for a batch in which profiles do
     not change, lets the customer's variables be converted to CEL once instead of per event.
     `pretested`: the caller kept only the scenarios whose trigger condition, if it reads only the
-    event, holds on this event (services/relevance.py): those are not tested again.
+    event, holds on this event (services/conversations/relevance.py): those are not tested again.
 
     A campaign event names its scenario: the campaign is the trigger, so the scenario's own
     trigger is not tested, but its audience and every hard rule still are."""

@@ -1,7 +1,8 @@
 """Message templates (scenarios/messages/*.yaml): per channel, in Ukrainian and English.
 
-Texts are Jinja2 templates for the sandboxed environment; the loader (services/datafiles.py) checks
-their syntax so a marketer's typo is refused before anything is sent. Rendering belongs to the channels.
+Texts are Jinja2 templates for the sandboxed environment; the loader
+(services/conversations/datafiles.py) checks their
+syntax so a marketer's typo is refused before anything is sent. Rendering belongs to the channels.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Each status has a kind:
 - `reaction`: the client did something (opened, clicked, replied) - a `message.reaction` on the
   timeline, which advances the conversation waiting on that message (issue 17's rules);
 - `suppression`: the client or the network closed a door (unsubscribed, complained, bounced) - a
-  reaction too, and it suppresses: consent withdrawn for the channel (services/opt_out.py), or the
+  reaction too, and it suppresses: consent withdrawn for the channel (services/intake/opt_out.py), or the
   address marked unreachable;
 - `failure`: the provider could not deliver (failed) - shown on the message; the conversation's
   timer carries it on.

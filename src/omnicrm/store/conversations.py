@@ -408,7 +408,7 @@ _EVENT_TUPLE = (
 )
 
 
-# --- conversations at a merge and its undo (services/identity.py) ------------------------------
+# --- conversations at a merge and its undo (services/profiles/identity.py) ------------------------------
 # Messages not yet handed to a channel, and what withdrawing one makes of it, in the outbox's words
 # before and after they were renamed (domain/lifecycle.py: queued -> withdrawn).
 _WITHDRAW = {"pending": "cancelled", "queued": "withdrawn"}

@@ -27,7 +27,9 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.store.tables import events, feedback_inbox, instances, offsets, outbox
 
-DECIDER: str = "decider"  # services/decider.py's consumer; a parallel catch-up adds `decider/<i>of<n>`
+DECIDER: str = (
+    "decider"  # services/conversations/decider.py's consumer; a parallel catch-up adds `decider/<i>of<n>`
+)
 _CATCH_UP_BOUND = f"{DECIDER}/upto"
 
 _NEWEST_EVENT = select(func.coalesce(func.max(events.c.id), 0))

@@ -475,7 +475,7 @@ def _app(container: Container) -> Any:
 
 
 def _admin(container: Container) -> Headers:
-    from omnicrm.services import auth
+    from omnicrm.services.access import auth
 
     with container.uow() as uow:
         now = datetime.now(UTC)

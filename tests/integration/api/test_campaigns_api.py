@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from omnicrm.api import campaigns as campaign_routes
 from omnicrm.bootstrap import Container
 from omnicrm.domain.decision import CAMPAIGN_EVENT
-from omnicrm.services import campaign_launch as launching
+from omnicrm.services.campaigns import campaign_launch as launching
 from omnicrm.store.tables import campaigns as campaigns_table
 from omnicrm.store.tables import events
 

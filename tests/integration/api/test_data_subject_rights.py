@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container
 from omnicrm.cli import app as cli_app
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 from omnicrm.store.tables import metadata
 

@@ -101,8 +101,8 @@ def _omnicrm_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord
 
 _REQUEST_PATH = (
     "omnicrm.api",
-    "omnicrm.services.group_commit",
-    "omnicrm.services.ingest",
+    "omnicrm.services.intake.group_commit",
+    "omnicrm.services.intake.ingest",
     "fastapi",
     "starlette",
 )

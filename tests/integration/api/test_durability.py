@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, bootstrap
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.settings import Settings
 
 Json = dict[str, Any]

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Table, select
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import ingest
-from omnicrm.services.group_commit import GroupCommitWriter
+from omnicrm.services.intake import ingest
+from omnicrm.services.intake.group_commit import GroupCommitWriter
 from omnicrm.store.tables import customers, events, identifiers, products
 
 Headers = dict[str, str]

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import decider
+from omnicrm.services.conversations import decider
 from omnicrm.store.merging import OWNED
 from omnicrm.store.tables import customers, events, instances, outbox, segments
 

@@ -17,7 +17,7 @@ from sqlalchemy import insert, update
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container
 from omnicrm.cli.status import figures_of, render
-from omnicrm.services import decider
+from omnicrm.services.conversations import decider
 from omnicrm.store.tables import feedback_inbox, instances, outbox
 
 Headers = dict[str, str]

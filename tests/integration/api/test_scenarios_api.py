@@ -20,8 +20,8 @@ from sqlalchemy import select
 from omnicrm.api.app import create_app
 from omnicrm.bootstrap import Container, publish_files
 from omnicrm.domain.scenarios import ScenarioSpec
-from omnicrm.services.datafiles import read_library
-from omnicrm.services.registry import scenario_schema
+from omnicrm.services.conversations.datafiles import read_library
+from omnicrm.services.conversations.registry import scenario_schema
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.tables import library_generations, scenario_versions
 

@@ -18,10 +18,10 @@ from journey import Bank
 from sqlalchemy import func, select, update
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.services.callcentre.queues import load_queues
 from omnicrm.services.callcentre.tasks import open_task
-from omnicrm.services.datafiles import read_library
+from omnicrm.services.conversations.datafiles import read_library
 from omnicrm.settings import SHIPPED_SCENARIOS
 from omnicrm.store.tables import audit_log, consents, events, outbox, tasks
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import Result
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.store.tables import audit_log
 
 Headers = dict[str, str]

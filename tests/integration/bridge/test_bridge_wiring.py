@@ -1,4 +1,4 @@
-"""The bridge wired to omnicrm (services/bridging.py), on the real RabbitMQ and both databases: a
+"""The bridge wired to omnicrm (services/intake/bridging.py), on the real RabbitMQ and both databases: a
 bank's CloudEvents land on the timeline once (a redelivery is a duplicate), a refused one is
 dead-lettered with its reason while the rest are stored, and the timeline's message statuses go out
 to the broker, the relay's offset moving only after the broker confirmed them."""
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from omnicrm.bootstrap import Container
 from omnicrm.bridge.rabbitmq import RabbitBroker, RabbitConfig
 from omnicrm.bridge.relay import Relay
-from omnicrm.services import bridging
+from omnicrm.services.intake import bridging
 from omnicrm.store import timeline
 from omnicrm.store.tables import events
 

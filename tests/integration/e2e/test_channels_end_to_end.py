@@ -23,7 +23,7 @@ from omnicrm.bench.outbox_seed import daytime_zone
 from omnicrm.bench.server import free_port, serving
 from omnicrm.bench.smtp_sink import CountingSink
 from omnicrm.bootstrap import bootstrap
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.services.feedback.sms import mo_token
 from omnicrm.settings import Settings
 

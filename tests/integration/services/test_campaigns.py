@@ -18,11 +18,13 @@ from sqlalchemy import func, select
 from omnicrm.bootstrap import Container
 from omnicrm.domain.decision import CAMPAIGN_EVENT
 from omnicrm.domain.errors import Conflict, Forbidden, InvalidInput
-from omnicrm.services import campaign_launch as launching
-from omnicrm.services import campaigns, customers, identity, ingest
-from omnicrm.services.campaigns import CampaignIn
+from omnicrm.services.campaigns import campaign_launch as launching
+from omnicrm.services.campaigns import campaigns
+from omnicrm.services.campaigns.campaigns import CampaignIn
 from omnicrm.services.contracts import CustomerIn
-from omnicrm.services.decider import consume
+from omnicrm.services.conversations.decider import consume
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import customers, identity
 from omnicrm.store import campaigns as store
 from omnicrm.store.tables import audit_log, decisions, events, outbox
 from omnicrm.store.tables import campaigns as campaigns_table

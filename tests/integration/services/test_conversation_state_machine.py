@@ -31,9 +31,10 @@ from sqlalchemy import func, select, text, update
 
 from omnicrm.bootstrap import Container, bootstrap
 from omnicrm.domain.policy import Cap
-from omnicrm.services import customers, ingest
 from omnicrm.services.contracts import ConsentIn, CustomerIn
-from omnicrm.services.decider import consume, fire_timers
+from omnicrm.services.conversations.decider import consume, fire_timers
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import customers
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store.db import make_engine
 from omnicrm.store.tables import consents, instances, outbox

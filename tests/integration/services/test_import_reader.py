@@ -14,8 +14,8 @@ from sqlalchemy import Table
 
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import InvalidInput
-from omnicrm.services import import_files, importer, ingest
-from omnicrm.services.ingest import EVENT_KINDS
+from omnicrm.services.intake import import_files, importer, ingest
+from omnicrm.services.intake.ingest import EVENT_KINDS
 from omnicrm.store.tables import events
 
 

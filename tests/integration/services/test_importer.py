@@ -16,11 +16,11 @@ from sqlalchemy import Table, select
 
 from omnicrm.bootstrap import Container
 from omnicrm.domain.errors import InvalidInput
-from omnicrm.services import import_files
 from omnicrm.services.contracts import CustomerIn
-from omnicrm.services.customers import upsert
-from omnicrm.services.importer import ImportReport, import_customers, import_events
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.intake import import_files
+from omnicrm.services.intake.importer import ImportReport, import_customers, import_events
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS
+from omnicrm.services.profiles.customers import upsert
 from omnicrm.sim.generate import DatasetSize, generate, write_dataset
 from omnicrm.store import audit
 from omnicrm.store.tables import consents, customers, events, identifiers, products, relationships, segments

@@ -15,10 +15,12 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import customers, decider, explaining, ingest
 from omnicrm.services.contracts import ConsentIn, CustomerIn
-from omnicrm.services.decider import CONSUMER, consume, drain, fire_timers
-from omnicrm.services.report import Report
+from omnicrm.services.conversations import decider, explaining
+from omnicrm.services.conversations.decider import CONSUMER, consume, drain, fire_timers
+from omnicrm.services.conversations.report import Report
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import customers
 from omnicrm.store import conversations
 from omnicrm.store import offsets as queue_offsets
 from omnicrm.store.tables import decisions, instances, offsets, outbox

@@ -9,7 +9,7 @@ from sqlalchemy import Table, func, select
 from test_orchestration import LOAN, T0, Loop
 
 from omnicrm.bootstrap import Container
-from omnicrm.services.replay import ReplayReport, replay
+from omnicrm.services.conversations.replay import ReplayReport, replay
 from omnicrm.store.tables import audit_log, decisions, events, instances, outbox
 
 H = timedelta(hours=1)

@@ -23,11 +23,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from omnicrm.bootstrap import Container, bootstrap, publish_files
-from omnicrm.services import customers, ingest
 from omnicrm.services.contracts import CustomerIn
-from omnicrm.services.datafiles import DataFileError, read_library
-from omnicrm.services.decider import consume, fire_timers
-from omnicrm.services.registry import PublishReport
+from omnicrm.services.conversations.datafiles import DataFileError, read_library
+from omnicrm.services.conversations.decider import consume, fire_timers
+from omnicrm.services.conversations.registry import PublishReport
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import customers
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS, Settings
 from omnicrm.store import registry as registry_store
 from omnicrm.store.tables import (

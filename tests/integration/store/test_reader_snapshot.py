@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from omnicrm.bootstrap import Container
-from omnicrm.services import auth
+from omnicrm.services.access import auth
 from omnicrm.store.tables import users
 
 

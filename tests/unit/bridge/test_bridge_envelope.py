@@ -19,8 +19,8 @@ from omnicrm.bridge.envelope import (
     status_event,
     to_event_json,
 )
-from omnicrm.services import ingest
-from omnicrm.services.datafiles import load_catalogue
+from omnicrm.services.conversations.datafiles import load_catalogue
+from omnicrm.services.intake import ingest
 from omnicrm.settings import SHIPPED_CATALOGUE
 
 BANK_EVENT: dict[str, Any] = {

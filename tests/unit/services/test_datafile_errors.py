@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from omnicrm.domain.catalogue import Catalogue
-from omnicrm.services.datafiles import DataFileError, FileError, load_catalogue
+from omnicrm.services.conversations.datafiles import DataFileError, FileError, load_catalogue
 from omnicrm.settings import SHIPPED_CATALOGUE
 
 REAL_CATALOGUE = SHIPPED_CATALOGUE

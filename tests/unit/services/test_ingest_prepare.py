@@ -10,7 +10,7 @@ import yaml
 
 from omnicrm.domain.catalogue import Catalogue, compile_catalogue
 from omnicrm.domain.errors import CardNumberRefused, InvalidInput, ItemError
-from omnicrm.services.ingest import EVENT_KINDS, INTERACTION_KINDS, Prepared, prepare, prepare_one
+from omnicrm.services.intake.ingest import EVENT_KINDS, INTERACTION_KINDS, Prepared, prepare, prepare_one
 from omnicrm.settings import SHIPPED_CATALOGUE
 
 VISA = "4111111111111111"

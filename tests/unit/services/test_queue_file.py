@@ -13,7 +13,7 @@ from omnicrm.api.tasks import DispositionName
 from omnicrm.domain.callcentre import DISPOSITIONS
 from omnicrm.domain.router import HANDOVER_QUEUE
 from omnicrm.services.callcentre.queues import QueueFile, load_queues
-from omnicrm.services.datafiles import DataFileError, load_catalogue, read_library
+from omnicrm.services.conversations.datafiles import DataFileError, load_catalogue, read_library
 from omnicrm.settings import SHIPPED_CATALOGUE, SHIPPED_SCENARIOS
 
 SHIPPED = SHIPPED_SCENARIOS / "queues.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from omnicrm.domain.scenarios import ScenarioSpec
-from omnicrm.services.registry import spec_checksum
+from omnicrm.services.conversations.registry import spec_checksum
 from omnicrm.settings import SHIPPED_SCENARIOS
 
 TEMPLATE = SHIPPED_SCENARIOS / "templates" / "loan-application-reminder.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from omnicrm.domain.callcentre import QueueBook
-from omnicrm.services.datafiles import DataFileError, FileError, load_yaml, validation_errors
+from omnicrm.services.conversations.datafiles import DataFileError, FileError, load_yaml, validation_errors
 
 FILE_NAME = "queues.yaml"
 

@@ -21,8 +21,8 @@ from omnicrm.domain.callcentre import CLAIMED, CLOSED, DISPOSITIONS, OPEN, WITHD
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import CardNumberRefused, Conflict, Forbidden, InvalidInput, ItemError, NotFound
 from omnicrm.domain.pan import contains_pan
-from omnicrm.services import ingest
-from omnicrm.services.auth import Principal
+from omnicrm.services.access.auth import Principal
+from omnicrm.services.intake import ingest
 from omnicrm.store import audit, conversations
 from omnicrm.store import tasks as store
 

@@ -44,8 +44,8 @@ from omnicrm.domain.scenarios import Library, Scenario
 from omnicrm.domain.sending import send_verdict
 from omnicrm.logs import act
 from omnicrm.services.callcentre.tasks import open_task
+from omnicrm.services.conversations.facts import load_facts
 from omnicrm.services.dispatch.render import Unrenderable, language_of, render
-from omnicrm.services.facts import load_facts
 from omnicrm.services.feedback.tokens import tracking
 from omnicrm.store import dispatch as store
 from omnicrm.store import inbox, timeline

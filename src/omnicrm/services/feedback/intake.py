@@ -9,9 +9,9 @@ unsubscribe, an inbox read, an operator's disposition - arrives as a `Report` an
 2. the message it is about (by our idempotency key, or the provider's id) moves forward in its
    lifecycle, never back (domain/statuses.moves_forward);
 3. a status of kind reaction or suppression - and delivered - becomes a `message.reaction` on the
-   timeline through intake (services/ingest.py), so the conversation waiting on that message
+   timeline through intake (services/intake/ingest.py), so the conversation waiting on that message
    advances by issue 17's rules, and an unsubscribe or spam complaint withdraws consent there
-   (services/opt_out.py) in this same transaction; a hard bounce also withdraws the queued messages
+   (services/intake/opt_out.py) in this same transaction; a hard bounce also withdraws the queued messages
    on that channel and closes the channel for this person (the address is dead).
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.statuses import STATUSES, moves_forward
 from omnicrm.logs import act
-from omnicrm.services import ingest
+from omnicrm.services.intake import ingest
 from omnicrm.store import conversations, profiles
 from omnicrm.store.tables import customers, feedback_inbox, outbox
 

@@ -24,9 +24,9 @@ from omnicrm.channels.sms_feedback import is_stop
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError, Unauthenticated
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
-from omnicrm.services import customers
 from omnicrm.services.contracts import ConsentIn
 from omnicrm.services.feedback import intake
+from omnicrm.services.profiles import customers
 from omnicrm.store import profiles
 from omnicrm.store.tables import outbox
 

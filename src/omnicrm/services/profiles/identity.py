@@ -10,7 +10,7 @@ Under concurrency (PostgreSQL; on SQLite a writer's transaction is the only one)
 - a writer that attaches rows to a profile (a PATCH, a consent, an identifier) holds the live
   profile behind its id with FOR KEY SHARE (`hold_live`): a merge waits for it, and a profile merged
   away meanwhile is followed to its survivor before anything is written;
-- the intake (services/ingest.py) holds every profile a batch of events refers to in one statement
+- the intake (services/intake/ingest.py) holds every profile a batch of events refers to in one statement
   (`hold_batch`); a batch that will merge profiles queues with the merges first (`queue_merge`) and
   locks the profiles it merges FOR UPDATE, as `merge_all` does.
 

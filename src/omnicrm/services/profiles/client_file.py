@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.consent import ConsentEntry, current_consents
 from omnicrm.domain.errors import InvalidInput, ItemError, NotFound
 from omnicrm.domain.identifiers import InvalidIdentifier, normalise
-from omnicrm.services.customers import live_id
+from omnicrm.services.profiles.customers import live_id
 from omnicrm.store import merging, profiles
 
 # The fields of each part of the client file, as the API shows them.

@@ -31,8 +31,10 @@ from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError
 from omnicrm.domain.explain import explain
 from omnicrm.domain.scenarios import Library, Scenario, parse_duration
-from omnicrm.services import customers, decider, ingest
 from omnicrm.services.contracts import CustomerIn, IdentifierIn, Strict
+from omnicrm.services.conversations import decider
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import customers
 from omnicrm.store import db
 from omnicrm.store.tables import decisions, instances, metadata, outbox
 from omnicrm.store.uow import UnitOfWork

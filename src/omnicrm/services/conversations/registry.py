@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.messages import MessageSpec
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.scenarios import Library, ScenarioSpec, compile_scenario
-from omnicrm.services.datafiles import DataFileError, FileError, LibraryFiles
+from omnicrm.services.conversations.datafiles import DataFileError, FileError, LibraryFiles
 from omnicrm.store import audit
 from omnicrm.store import registry as store
 

@@ -22,9 +22,10 @@ from omnicrm.domain.identifiers import InvalidIdentifier, normalise
 from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.privacy import ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES
-from omnicrm.services import identity, opt_out
 from omnicrm.services.contracts import EventIn
-from omnicrm.services.identity import merge_pair, new_customer_id
+from omnicrm.services.intake import opt_out
+from omnicrm.services.profiles import identity
+from omnicrm.services.profiles.identity import merge_pair, new_customer_id
 from omnicrm.store import erasure, profiles, timeline
 from omnicrm.store.uow import UnitOfWork
 

@@ -22,8 +22,7 @@ from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.decision import CAMPAIGN_EVENT
 from omnicrm.domain.errors import Conflict
 from omnicrm.domain.scenarios import Library
-from omnicrm.services import ingest
-from omnicrm.services.campaigns import (
+from omnicrm.services.campaigns.campaigns import (
     STALE,
     Clock,
     Uow,
@@ -36,6 +35,7 @@ from omnicrm.services.campaigns import (
     state_of,
     wall_clock,
 )
+from omnicrm.services.intake import ingest
 from omnicrm.store import audit
 from omnicrm.store import campaigns as store
 from omnicrm.store.profiles import chunks

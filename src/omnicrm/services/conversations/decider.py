@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.partitions import WHOLE, Partition
 from omnicrm.domain.scenarios import Library
 from omnicrm.services import collector
-from omnicrm.services.batch import Batch
-from omnicrm.services.orchestration import advance_due, plan_due, plan_events
-from omnicrm.services.report import Report
+from omnicrm.services.conversations.batch import Batch
+from omnicrm.services.conversations.orchestration import advance_due, plan_due, plan_events
+from omnicrm.services.conversations.report import Report
 from omnicrm.store import conversations, offsets, timeline
 from omnicrm.store.doorbell import Doorbell
 from omnicrm.store.leader import Leadership

@@ -21,7 +21,7 @@ from omnicrm.services.contracts import (
     ProductIn,
     RelationshipIn,
 )
-from omnicrm.services.identity import hold_live, merge_all, merge_pair, new_customer_id
+from omnicrm.services.profiles.identity import hold_live, merge_all, merge_pair, new_customer_id
 from omnicrm.store import audit, dispatch, erasure, profiles, timeline
 from omnicrm.store.tables import customers as customers_table
 

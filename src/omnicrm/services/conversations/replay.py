@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.batch import Batch
-from omnicrm.services.orchestration import handle_due, handle_events
+from omnicrm.services.conversations.batch import Batch
+from omnicrm.services.conversations.orchestration import handle_due, handle_events
 from omnicrm.store import timeline
 
 PAGE = 1000

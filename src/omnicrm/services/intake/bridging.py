@@ -22,7 +22,7 @@ from omnicrm.bridge.base import DONE, Delivery, Invalid, Verdict
 from omnicrm.bridge.envelope import CloudEvent, InvalidEnvelope, status_event, to_event_json
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import DomainError
-from omnicrm.services import ingest
+from omnicrm.services.intake import ingest
 from omnicrm.store import offsets, timeline
 from omnicrm.store.tables import events
 from omnicrm.store.uow import UnitOfWork

@@ -17,11 +17,11 @@ from omnicrm.domain.lifecycle import QUEUED, WITHDRAWN
 from omnicrm.domain.router import HANDOVER_QUEUE, Advance, Effect, run
 from omnicrm.domain.rules import StepVerdict, step_verdict
 from omnicrm.domain.scenarios import Library, Scenario, Step
-from omnicrm.services import priority
-from omnicrm.services.facts import CONTACT_MEMORY_DAYS, load_facts
-from omnicrm.services.identity import new_customer_id as new_instance_id
-from omnicrm.services.priority import Queued, capped
-from omnicrm.services.report import Report
+from omnicrm.services.conversations import priority
+from omnicrm.services.conversations.facts import CONTACT_MEMORY_DAYS, load_facts
+from omnicrm.services.conversations.priority import Queued, capped
+from omnicrm.services.conversations.report import Report
+from omnicrm.services.profiles.identity import new_customer_id as new_instance_id
 from omnicrm.store import conversations
 
 log = logging.getLogger(__name__)

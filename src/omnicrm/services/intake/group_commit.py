@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from omnicrm.domain.errors import DomainError, Unavailable
-from omnicrm.services.ingest import IngestResult, Prepared, store
+from omnicrm.services.intake.ingest import IngestResult, Prepared, store
 from omnicrm.store.disk_full import is_disk_full
 from omnicrm.store.uow import UnitOfWork
 

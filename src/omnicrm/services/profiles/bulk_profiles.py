@@ -21,9 +21,9 @@ from omnicrm.domain.errors import DomainError, InvalidInput, ItemError
 from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.privacy import ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES
-from omnicrm.services import customers
 from omnicrm.services.contracts import CustomerIn
-from omnicrm.services.identity import new_customer_id
+from omnicrm.services.profiles import customers
+from omnicrm.services.profiles.identity import new_customer_id
 from omnicrm.store import erasure, profiles
 
 Pair = tuple[str, str]

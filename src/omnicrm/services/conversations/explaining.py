@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.explain import explain
-from omnicrm.services.customers import live_id
+from omnicrm.services.profiles.customers import live_id
 from omnicrm.store import conversations
 
 

@@ -26,7 +26,8 @@ import orjson
 
 from omnicrm.domain.catalogue import Catalogue, ProductEffect
 from omnicrm.domain.errors import InvalidInput, ItemError
-from omnicrm.services import bulk_profiles, ingest
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles import bulk_profiles
 
 CHUNK = 1000
 PARALLEL_FROM_BYTES = 1 << 20  # smaller files are validated in this process: a fork costs more

@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError, NotFound
-from omnicrm.services import ingest
 from omnicrm.services.contracts import Strict
-from omnicrm.services.customers import live_id
+from omnicrm.services.intake import ingest
+from omnicrm.services.profiles.customers import live_id
 from omnicrm.store import inbox as store
 from omnicrm.store import push_subscriptions
 from omnicrm.store.merging import descendants

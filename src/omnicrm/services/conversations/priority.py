@@ -1,6 +1,7 @@
 """Scarce slots go by priority, not by arrival: a contact of service, collections or retention held
 back by a frequency cap takes the slot of a queued commercial message (README, "Scenarios, decisions
-and conversations"). Part of a decision batch (services/batch.py): it changes the batch's working set."""
+and conversations"). Part of a decision batch (services/conversations/batch.py): it changes the
+batch's working set."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from omnicrm.domain.rules import RuleOutcome, cap_state
 from omnicrm.domain.scenarios import PURPOSE_RANK, Scenario
 
 if TYPE_CHECKING:
-    from omnicrm.services.batch import Batch
+    from omnicrm.services.conversations.batch import Batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,8 @@ from omnicrm.domain.facts import CustomerFacts, EventFacts
 from omnicrm.domain.policy import Policy
 from omnicrm.domain.scenarios import Condition, Library, Scenario
 from omnicrm.services.contracts import Strict
-from omnicrm.services.facts import load_facts
-from omnicrm.services.identity import new_customer_id
+from omnicrm.services.conversations.facts import load_facts
+from omnicrm.services.profiles.identity import new_customer_id
 from omnicrm.store import audit
 from omnicrm.store import campaigns as store
 from omnicrm.store.uow import UnitOfWork

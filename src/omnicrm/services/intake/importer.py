@@ -15,8 +15,10 @@ from pathlib import Path
 
 from omnicrm.domain.catalogue import Catalogue
 from omnicrm.domain.errors import InvalidInput, ItemError
-from omnicrm.services import bulk_profiles, collector, ingest
-from omnicrm.services.import_files import validated_chunks, validated_profiles
+from omnicrm.services import collector
+from omnicrm.services.intake import ingest
+from omnicrm.services.intake.import_files import validated_chunks, validated_profiles
+from omnicrm.services.profiles import bulk_profiles
 from omnicrm.store import audit, profiles
 from omnicrm.store.uow import UnitOfWork
 

@@ -24,8 +24,8 @@ from ulid import ULID
 
 from omnicrm.domain.errors import Conflict, Forbidden, NotFound
 from omnicrm.domain.privacy import ERASED, OUTCOME, REQUESTED
-from omnicrm.services import identity
-from omnicrm.services.customers import live_id
+from omnicrm.services.profiles import identity
+from omnicrm.services.profiles.customers import live_id
 from omnicrm.store import audit, conversations, erasure, merging, profiles
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Users, roles, API tokens and logins; every change here is audited (a failed login only when it
-locks a name or an address out, see services/login_throttle.py)."""
+locks a name or an address out, see services/access/login_throttle.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.errors import Conflict, InvalidInput, ItemError, NotFound
 from omnicrm.domain.login_throttle import Policy
 from omnicrm.domain.vocabulary import ROLES
-from omnicrm.services import login_throttle
+from omnicrm.services.access import login_throttle
 from omnicrm.store import accounts, audit
 from omnicrm.store.uow import UnitOfWork
 

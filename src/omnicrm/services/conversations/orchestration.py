@@ -18,11 +18,11 @@ from sqlalchemy.engine import Connection
 from omnicrm.domain.decision import CAMPAIGN_EVENT, Decision, decide
 from omnicrm.domain.facts import EventFacts
 from omnicrm.domain.scenarios import Library, Scenario
-from omnicrm.services.batch import Batch
-from omnicrm.services.facts import event_facts, forget_stored, learn, live_customers
-from omnicrm.services.priority import capped, make_room
-from omnicrm.services.relevance import REACTION, by_trigger, involved
-from omnicrm.services.report import Report
+from omnicrm.services.conversations.batch import Batch
+from omnicrm.services.conversations.facts import event_facts, forget_stored, learn, live_customers
+from omnicrm.services.conversations.priority import capped, make_room
+from omnicrm.services.conversations.relevance import REACTION, by_trigger, involved
+from omnicrm.services.conversations.report import Report
 from omnicrm.store import conversations
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.errors import InvalidInput, ItemError
-from omnicrm.services.customers import live_id
+from omnicrm.services.profiles.customers import live_id
 from omnicrm.store import timeline
 
 MAX_PAGE = 500

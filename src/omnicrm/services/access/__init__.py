@@ -1,0 +1,1 @@
+"""Access: users, authentication and login throttling."""

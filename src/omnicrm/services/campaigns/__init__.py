@@ -1,0 +1,1 @@
+"""Campaigns: defining and launching campaigns."""

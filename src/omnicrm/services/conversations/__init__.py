@@ -1,0 +1,1 @@
+"""Conversations: deciding, orchestration, facts, journeys, replay, the scenario library and the inbox."""

@@ -1,0 +1,1 @@
+"""Profiles: customers, identity and merges, bulk profile writes, privacy and the timeline."""
