@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -32,10 +33,12 @@ def _settings(url: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"omnicrm_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def _fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database named `prefix_<random>`, dropped afterwards (WITH FORCE: a
+    worker a test killed may still hold a connection). The admin engine pings its connection first,
+    so a test that restarts PostgreSQL does not leave the drop on a dead one."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(
         make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT", pool_pre_ping=True
     )
@@ -47,6 +50,20 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with _fresh_pg_database("omnicrm_test") as url:
+        yield url
+
+
+@pytest.fixture
+def own_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test alone (one that restarts or floods the server)."""
+    with _fresh_pg_database("omnicrm_own") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime
-from sqlalchemy.exc import DBAPIError
 
-from omnicrm.api.deps import ContainerDep, require
+from omnicrm.api.deps import ContainerDep, require, retried
 from omnicrm.api.responses import FastJSON
 from omnicrm.domain.identifiers import IdentifierKind
 from omnicrm.domain.permissions import Permission
@@ -39,25 +37,10 @@ class MergeIn(Strict):
 _T = TypeVar("_T")
 # PostgreSQL's answer to two transactions waiting for each other (deadlock_detected), or to one that
 # cannot be serialised: nothing of it was written, so the whole transaction is run again.
-_TRANSIENT = ("40P01", "40001")
-_TRIES = 5
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _retried(work: Callable[[], _T]) -> _T:
-    """`work` (one whole unit of work), run again when the database undid it for a lock cycle: merges
-    lock in one order, but a writer elsewhere may take the same rows in another (an insert holds the
-    key of the profile it refers to from the moment it is written)."""
-    for attempt in range(1, _TRIES + 1):
-        try:
-            return work()
-        except DBAPIError as exc:
-            if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
-                raise
-    raise AssertionError("unreachable")
 
 
 @router.post(
@@ -74,7 +57,7 @@ def upsert_customer(body: CustomerIn, container: ContainerDep, who: Writer) -> F
             uow.commit()
         return result, created
 
-    result, created = _retried(work)
+    result, created = retried(work)
     return FastJSON(result, status_code=201 if created else 200)
 
 
@@ -118,7 +101,7 @@ def patch_customer(
             uow.commit()
         return result
 
-    return _retried(work)
+    return retried(work)
 
 
 @router.post(
@@ -134,7 +117,7 @@ def add_identifier(
             uow.commit()
         return result
 
-    return _retried(work)
+    return retried(work)
 
 
 @router.get("/{customer_id}/consents", summary="Consent ledger and the state derived from it")
@@ -158,7 +141,7 @@ def add_consent(
             uow.commit()
         return result
 
-    return _retried(work)
+    return retried(work)
 
 
 @router.post("/{customer_id}/merge", summary="Merge another profile of the same person into this one")
@@ -186,7 +169,7 @@ def merge_customer(
             uow.commit()
         return result
 
-    return _retried(work)
+    return retried(work)
 
 
 @router.post("/{customer_id}/unmerge", summary="Undo the merge that folded this profile into another")
@@ -205,7 +188,7 @@ def unmerge_customer(
             uow.commit()
         return result
 
-    return _retried(work)
+    return retried(work)
 
 
 @router.get("/{customer_id}/timeline", summary="Events and interactions, newest first, cursor-paged")

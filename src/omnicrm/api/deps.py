@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import HTTPConnection
 
 from omnicrm.bootstrap import Container
@@ -121,3 +123,21 @@ current_principal = Caller()
 def require(permission: Permission) -> Caller:
     """A dependency that lets the call through only for roles holding `permission`."""
     return Caller(permission)
+
+
+_T = TypeVar("_T")
+_TRANSIENT = ("40P01", "40001")  # PostgreSQL undid the transaction: deadlock, serialisation failure
+_TRIES = 5
+
+
+def retried(work: Callable[[], _T]) -> _T:
+    """`work` (one whole unit of work), run again when the database undid it for a lock cycle: merges
+    lock in one order, but a writer elsewhere may take the same rows in another (an insert holds the
+    key of the profile it refers to from the moment it is written)."""
+    for attempt in range(1, _TRIES + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                raise
+    raise AssertionError("unreachable")

@@ -13,9 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.exc import DBAPIError
 
-from omnicrm.api.deps import ContainerDep, SignedRequest
+from omnicrm.api.deps import ContainerDep, SignedRequest, retried
 from omnicrm.bootstrap import Container
 from omnicrm.services.feedback import intake, sms, tracking, webhooks
 
@@ -23,8 +22,6 @@ router = APIRouter(tags=["feedback"])
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
-_TRANSIENT = ("40P01", "40001")
-_TRIES = 5
 
 
 def _now() -> datetime:
@@ -33,20 +30,16 @@ def _now() -> datetime:
 
 def _take(container: Container, reports: Sequence[intake.Report], actor: str) -> list[str]:
     """Take the reports in one transaction (run again if PostgreSQL undid it for a lock cycle)."""
-    for attempt in range(1, _TRIES + 1):
-        try:
-            with container.uow() as uow:
-                now = _now()
-                outcomes = [
-                    intake.take(uow.conn, r, catalogue=container.catalogue, actor=actor, now=now)
-                    for r in reports
-                ]
-                uow.commit()
-            return list(outcomes)
-        except DBAPIError as exc:
-            if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
-                raise
-    raise AssertionError("unreachable")
+
+    def work() -> list[str]:
+        with container.uow() as uow:
+            now = _now()
+            catalogue = container.catalogue
+            outcomes = [intake.take(uow.conn, r, catalogue=catalogue, actor=actor, now=now) for r in reports]
+            uow.commit()
+        return list(outcomes)
+
+    return retried(work)
 
 
 @router.post(
@@ -86,25 +79,19 @@ async def kannel_inbound(request: Request, container: ContainerDep, token: str =
     params = {k: v for k, v in request.query_params.items() if k != "token"}
 
     def work() -> str:
-        for attempt in range(1, _TRIES + 1):
-            try:
-                with container.uow() as uow:
-                    outcome = sms.inbound(
-                        uow.conn,
-                        params,
-                        token=token,
-                        secret=_secret(container),
-                        catalogue=container.catalogue,
-                        now=_now(),
-                    )
-                    uow.commit()
-                return outcome
-            except DBAPIError as exc:
-                if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
-                    raise
-        raise AssertionError("unreachable")
+        with container.uow() as uow:
+            outcome = sms.inbound(
+                uow.conn,
+                params,
+                token=token,
+                secret=_secret(container),
+                catalogue=container.catalogue,
+                now=_now(),
+            )
+            uow.commit()
+        return outcome
 
-    return {"outcome": await run_in_threadpool(work)}
+    return {"outcome": await run_in_threadpool(retried, work)}
 
 
 def _secret(container: Container) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, select, update
+from sqlalchemy import Engine, and_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -25,7 +25,6 @@ from omnicrm.store.tables import (
     identifiers,
     instances,
     outbox,
-    push_subscriptions,
     sent_journal,
 )
 
@@ -50,28 +49,24 @@ def claim(conn: Connection, channels: Iterable[str], now: datetime, limit: int =
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+_RECORDED = ("status", "status_reason", "status_at", "attempts", "available_at", "provider", "provider_id")
 _RECORD = (
     update(outbox)
     .where(outbox.c.id == bindparam("b_id"))
-    .values(
-        {
-            name: bindparam(f"b_{name}")
-            for name in (
-                "status",
-                "status_reason",
-                "status_at",
-                "attempts",
-                "available_at",
-                "provider",
-                "provider_id",
-            )
-        }
-    )
+    .values({name: bindparam(f"b_{name}") for name in _RECORDED})
 )
 
 
+def change(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`record`'s parameters for a claimed row: the changed fields, the others as claimed."""
+    unknown = set(changes) - set(_RECORDED)
+    if unknown:
+        raise ValueError(f"not a recorded field: {sorted(unknown)}")
+    return {"b_id": row["id"], **{f"b_{name}": changes.get(name, row[name]) for name in _RECORDED}}
+
+
 def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Write what became of claimed messages: each row has every field of `_RECORD` (b_ prefixed)."""
+    """Write what became of claimed messages (rows made by `change`), in one statement."""
     if rows:
         conn.execute(_RECORD, rows)
 
@@ -112,18 +107,6 @@ def addresses(conn: Connection, customer_ids: Iterable[str]) -> dict[tuple[str, 
     for cid, kind, value in conn.execute(query):
         found[(str(cid), channel_of[kind])] = str(value)  # the newest wins
     return found
-
-
-def subscriptions(conn: Connection, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    query = select(push_subscriptions).where(push_subscriptions.c.customer_id.in_(sorted(set(customer_ids))))
-    found: dict[str, list[dict[str, Any]]] = {}
-    for row in conn.execute(query.order_by(push_subscriptions.c.id)):
-        found.setdefault(str(row.customer_id), []).append(dict(row._mapping))
-    return found
-
-
-def forget_subscription(conn: Connection, subscription_id: int) -> None:
-    conn.execute(delete(push_subscriptions).where(push_subscriptions.c.id == subscription_id))
 
 
 def conversations_of(conn: Connection, instance_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

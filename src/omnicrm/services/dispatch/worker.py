@@ -48,7 +48,7 @@ from omnicrm.services.conversations.facts import load_facts
 from omnicrm.services.dispatch.render import Unrenderable, language_of, render
 from omnicrm.services.feedback.tokens import tracking
 from omnicrm.store import dispatch as store
-from omnicrm.store import inbox, timeline
+from omnicrm.store import inbox, push_subscriptions, timeline
 from omnicrm.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,13 @@ def backoff(attempt: int, config: DispatchConfig, rng: random.Random) -> timedel
 def status_event_id(key: str, status: str) -> str:
     """The timeline event id of a message's status: one per message and status (replays dedup)."""
     return f"status:{hashlib.sha256(key.encode()).hexdigest()[:40]}:{status}"
+
+
+def _by_customer(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(str(row["customer_id"]), []).append(row)
+    return found
 
 
 @dataclass
@@ -172,7 +179,7 @@ class Dispatcher:
             names=store.first_names(conn, people),
             addresses=store.addresses(conn, people),
             conversations=store.conversations_of(conn, [r["instance_id"] for r in rows if r["instance_id"]]),
-            devices=store.subscriptions(conn, people) if pushes else {},
+            devices=_by_customer(push_subscriptions.of_customer(conn, people)) if pushes else {},
             journalled=store.sent_before(conn, [r["idempotency_key"] for r in rows]) if self.journal else {},
         )
 
@@ -298,7 +305,7 @@ class Dispatcher:
             subscription = orjson.dumps({"endpoint": device["endpoint"], "keys": keys}).decode()
             result = adapter.send(replace(message, to=subscription))
             if isinstance(result, Permanent) and result.gone:
-                store.forget_subscription(conn, device["id"])
+                push_subscriptions.remove(conn, device["id"])
             results.append(result)
         accepted = [r for r in results if isinstance(r, Accepted)]
         if accepted:
@@ -322,16 +329,14 @@ class Dispatcher:
     ) -> None:
         """The message stays queued (held, or to be retried) until `available_at`."""
         batch.records.append(
-            {
-                "b_id": row["id"],
-                "b_status": QUEUED,
-                "b_status_reason": reason[:300],
-                "b_status_at": status_at,
-                "b_attempts": attempts,
-                "b_available_at": available_at,
-                "b_provider": row["provider"],
-                "b_provider_id": row["provider_id"],
-            }
+            store.change(
+                row,
+                status=QUEUED,
+                status_reason=reason[:300],
+                status_at=status_at,
+                attempts=attempts,
+                available_at=available_at,
+            )
         )
 
     def _finish(
@@ -346,16 +351,15 @@ class Dispatcher:
         attempts: int | None = None,
     ) -> Dispatched:
         batch.records.append(
-            {
-                "b_id": row["id"],
-                "b_status": status,
-                "b_status_reason": (reason or "")[:300] or None,
-                "b_status_at": now,
-                "b_attempts": attempts if attempts is not None else row["attempts"],
-                "b_available_at": row["available_at"],
-                "b_provider": provider,
-                "b_provider_id": provider_id,
-            }
+            store.change(
+                row,
+                status=status,
+                status_reason=(reason or "")[:300] or None,
+                status_at=now,
+                attempts=attempts if attempts is not None else row["attempts"],
+                provider=provider,
+                provider_id=provider_id,
+            )
         )
         key = str(row["idempotency_key"])
         attributes: dict[str, Any] = {"message_id": key, "status": status}
