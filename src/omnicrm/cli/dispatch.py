@@ -60,9 +60,7 @@ def dispatch_command(
     )
     signal.signal(signal.SIGTERM, _interrupted)
     idle = settings.dispatch_idle_ms / 1000
-    console.print(
-        f"dispatch worker running on {', '.join(sorted(channels)) or 'no channel'}; Ctrl-C stops it"
-    )
+    console.print(f"dispatch worker running on {', '.join(dispatcher.served)}; Ctrl-C stops it")
     sent = 0
     try:
         while parent is None or os.getppid() == parent:
