@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     # Hosts a tracked link may redirect to (the bank's own sites); others are refused (no open redirect).
     tracking_redirect_hosts: list[str] = Field(default_factory=list)
+    # Where a tracked link without a target of its own leads (the tap on a web push): the bank's site
+    # or app link. Unset: a short thank-you page.
+    tracking_landing_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
     dispatch_backoff_s: float = Field(default=30.0, gt=0, le=86_400)  # doubled per attempt, with jitter
     dispatch_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)

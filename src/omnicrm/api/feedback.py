@@ -110,11 +110,15 @@ async def open_pixel(token: str, container: ContainerDep) -> Response:
 
 
 @router.get("/t/{token}/click", summary="A tracked link: recorded, then redirected", include_in_schema=False)
-async def click(token: str, u: str, container: ContainerDep) -> RedirectResponse:
+async def click(token: str, container: ContainerDep, u: str | None = None) -> Response:
     key = _key(container, token)
     report = tracking.clicked(key, u, container.settings.tracking_redirect_hosts, _now())
     await run_in_threadpool(_take, container, [report], "tracking")
-    return RedirectResponse(u, status_code=302)
+    target = u or container.settings.tracking_landing_url
+    if target is None:  # a push tapped, and the bank named no landing page
+        text = "Дякуємо! Повідомлення відкрито. / Thank you, the message is open."
+        return HTMLResponse(_PAGE.format(title="Дякуємо / Thank you", text=text, form=""))
+    return RedirectResponse(target, status_code=302)
 
 
 _PAGE = """<!doctype html><html lang="uk"><head><meta charset="utf-8"><title>{title}</title></head>

@@ -18,6 +18,8 @@ Headers and answers, and why:
 
 The endpoint comes from the client, so it is checked (https, no credentials in it) before we post to
 it, and neither it nor the payload is ever written to a log line or a reason.
+The push service's certificate is checked against the public CAs (certifi), or the bundle named by
+`SSL_CERT_FILE` where a bank runs its own CA (and where the tests' local push service is trusted).
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ class WebPushConfig:
     ttl: int = 86_400  # a day: an offer older than that on a device that was off is stale
     urgency: str = "normal"
     timeout: float = 10.0
-    allow_http: bool = False  # only for a local test push service; real ones are all https
 
     def __post_init__(self) -> None:
         if not self.vapid_subject.startswith(("mailto:", "https:")):
@@ -129,7 +130,7 @@ class Subscription:
         return f"{parts.scheme}://{parts.netloc}"
 
 
-def parse_subscription(text: str, *, allow_http: bool = False) -> Subscription | str:
+def parse_subscription(text: str) -> Subscription | str:
     """The subscription in `Outgoing.to`, or why it cannot be one (never quoting it: the endpoint
     identifies a device)."""
     try:
@@ -143,8 +144,7 @@ def parse_subscription(text: str, *, allow_http: bool = False) -> Subscription |
     if not (isinstance(endpoint, str) and isinstance(p256dh, str) and isinstance(auth, str)):
         return "the push subscription needs endpoint, keys.p256dh and keys.auth"
     parts = urlsplit(endpoint)
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname or "@" in parts.netloc:
+    if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
         return "the push endpoint is not a plain https URL"
     # Some browsers gave standard base64 with padding; the push keys are the same bytes.
     p256dh, auth = _unpadded_b64url(p256dh), _unpadded_b64url(auth)
@@ -197,7 +197,7 @@ class WebPushChannel(Channel):
         return _public_key(self._vapid.private_key)
 
     def _send(self, message: Outgoing) -> SendResult:
-        subscription = parse_subscription(message.to, allow_http=self.config.allow_http)
+        subscription = parse_subscription(message.to)
         if isinstance(subscription, str):
             return Permanent(f"{self.provider}: {subscription}")
         options = self._options(message.extra)

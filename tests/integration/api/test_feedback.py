@@ -181,6 +181,25 @@ def test_a_tracked_click_redirects_only_to_the_banks_hosts(bank: Bank, container
     assert bank.ended(cid, LOAN)["outcome"] == "finished"
 
 
+@pytest.mark.parametrize("landing", [None, "https://www.bank.example/app"])
+def test_a_tapped_push_link_without_a_target_is_a_click_and_lands_somewhere(
+    bank: Bank, container: Container, monkeypatch: pytest.MonkeyPatch, landing: str | None
+) -> None:
+    monkeypatch.setattr(container.settings, "tracking_landing_url", landing)
+    cid, _, push = _push(bank)
+    token = _token(container, push)
+
+    taps = [bank.client.get(f"/t/{token}/click", follow_redirects=False) for _ in range(2)]
+
+    if landing is None:
+        assert [t.status_code for t in taps] == [200, 200]
+        assert "Дякуємо" in taps[0].text
+    else:
+        assert [(t.status_code, t.headers["location"]) for t in taps] == [(302, landing)] * 2
+    assert bank.ended(cid, LOAN)["outcome"] == "finished"
+    assert _count(container, events, events.c.type == "message.reaction") == 1  # a second tap: no news
+
+
 def test_one_click_unsubscribe_withdraws_consent_on_that_channel_at_once(
     bank: Bank, container: Container
 ) -> None:

@@ -13,21 +13,16 @@ import base64
 import json
 import re
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import http_ece
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import serialization
 
+from omnicrm.bench.push_peer import Device, PushService
+from omnicrm.bench.push_peer import b64url as _b64url
+from omnicrm.bench.push_peer import b64url_decode as _b64url_decode
 from omnicrm.channels.base import Accepted, Outgoing, Permanent, Tracking, Transient
 from omnicrm.channels.webpush import (
     Subscription,
@@ -44,141 +39,6 @@ TITLE = "Ваш депозит завершується"
 BODY = "Через 10 днів завершується строк вашого депозиту «Класичний». Продовжіть його онлайн — ставка 14 %."
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@dataclass
-class Seen:
-    """One request as the push service received it."""
-
-    path: str
-    headers: dict[str, str]
-    client_port: int
-    claims: dict[str, object] | None = None  # the verified VAPID claims; None when refused
-    plaintext: bytes | None = None
-
-
-@dataclass
-class Device:
-    """A browser's subscription: the ECDH key pair and auth secret only the device knows."""
-
-    path: str
-    private_key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-    auth: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
-
-    def subscription(self, origin: str) -> str:
-        point = self.private_key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        keys = {"p256dh": _b64url(point), "auth": _b64url(self.auth)}
-        return json.dumps({"endpoint": origin + self.path, "keys": keys})
-
-
-class PushService:
-    """A threaded HTTP server that verifies VAPID and decrypts like a push service + browser."""
-
-    def __init__(self, vapid_public_key: str) -> None:
-        self.vapid_public_key = vapid_public_key
-        self.devices: dict[str, Device] = {}
-        self.answers: dict[str, tuple[int, dict[str, str]]] = {}  # path -> status, headers
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> PushService:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def device(self, answer: int = 201, headers: dict[str, str] | None = None) -> Device:
-        device = Device(f"/push/{uuid.uuid4().hex}")
-        self.devices[device.path] = device
-        self.answers[device.path] = (answer, headers or {})
-        return device
-
-    def seen_at(self, device: Device) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if s.path == device.path]
-
-    def verify_vapid(self, authorization: str) -> dict[str, object] | None:
-        """RFC 8292: `vapid t=<JWT>, k=<key>`, the JWT signed ES256 by k, aud our origin, and k the
-        key the subscription was made with."""
-        scheme, _, params = authorization.partition(" ")
-        if scheme.lower() != "vapid":
-            return None
-        parts = dict(p.strip().split("=", 1) for p in params.split(",") if "=" in p)
-        token, key = parts.get("t", ""), parts.get("k", "")
-        if key != self.vapid_public_key or token.count(".") != 2:
-            return None
-        head, body, signature = token.split(".")
-        header = json.loads(_b64url_decode(head))
-        sig = _b64url_decode(signature)
-        if header.get("alg") != "ES256" or len(sig) != 64:
-            return None
-        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _b64url_decode(key))
-        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-        try:
-            public.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return None
-        claims: dict[str, object] = json.loads(_b64url_decode(body))
-        exp = claims.get("exp")
-        if claims.get("aud") != self.origin or not isinstance(exp, int):
-            return None
-        if not time.time() < exp <= time.time() + 24 * 3600:
-            return None
-        return claims
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as real push services
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                content = self.rfile.read(length)
-                seen = Seen(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, self.client_address[1]
-                )
-                with service._lock:
-                    service.seen.append(seen)
-                device = service.devices.get(self.path)
-                status, extra = service.answers.get(self.path, (404, {}))
-                seen.claims = service.verify_vapid(self.headers.get("Authorization", ""))
-                if device is not None and seen.claims is None:
-                    status, extra = 401, {}
-                elif device is not None and status < 300:
-                    seen.plaintext = http_ece.decrypt(
-                        content, private_key=device.private_key, auth_secret=device.auth, version="aes128gcm"
-                    )
-                    extra = {"Location": f"{service.origin}/m/{uuid.uuid4().hex}", **extra}
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # the test's output stays quiet
-
-        return Handler
-
-
 @pytest.fixture(scope="module")
 def vapid() -> dict[str, str]:
     keys = generate_vapid_keys()
@@ -186,14 +46,15 @@ def vapid() -> dict[str, str]:
 
 
 @pytest.fixture
-def service(vapid: dict[str, str]) -> Iterator[PushService]:
+def service(vapid: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[PushService]:
     with PushService(vapid["public"]) as running:
+        monkeypatch.setenv("SSL_CERT_FILE", str(running.ca_file))  # how a bank trusts its own CA too
         yield running
 
 
 @pytest.fixture
-def channel(vapid: dict[str, str]) -> Iterator[WebPushChannel]:
-    config = WebPushConfig(vapid["private"], SUBJECT, ttl=3600, urgency="normal", timeout=5, allow_http=True)
+def channel(vapid: dict[str, str], service: PushService) -> Iterator[WebPushChannel]:
+    config = WebPushConfig(vapid["private"], SUBJECT, ttl=3600, urgency="normal", timeout=5)
     built = WebPushChannel("push-test", config)
     yield built
     built.close()
@@ -285,7 +146,7 @@ def test_a_pem_vapid_key_signs_as_well(service: PushService, vapid: dict[str, st
     pem = load_vapid_key(vapid["private"]).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    config = WebPushConfig(pem.decode(), SUBJECT, allow_http=True)
+    config = WebPushConfig(pem.decode(), SUBJECT)
     device = service.device()
     pem_channel = WebPushChannel("push-pem", config)
     try:
@@ -299,7 +160,7 @@ def test_a_pem_vapid_key_signs_as_well(service: PushService, vapid: dict[str, st
 
 
 def test_a_foreign_vapid_key_is_refused_by_the_push_service(service: PushService) -> None:
-    config = WebPushConfig(generate_vapid_keys().private_key, SUBJECT, allow_http=True)
+    config = WebPushConfig(generate_vapid_keys().private_key, SUBJECT)
     device = service.device()
     stranger = WebPushChannel("push-stranger", config)
     try:
@@ -365,7 +226,7 @@ def test_a_server_error_is_transient(service: PushService, channel: WebPushChann
 def test_a_push_service_that_is_down_is_transient(channel: WebPushChannel) -> None:
     with socket.socket() as bound:  # bound, never listening: the connection is refused
         bound.bind(("127.0.0.1", 0))
-        origin = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        origin = f"https://127.0.0.1:{bound.getsockname()[1]}"
         device = Device("/push/down")
 
         result = channel.send(_message(device.subscription(origin)))
@@ -426,16 +287,31 @@ def test_a_broken_subscription_is_permanent_without_a_request(
     assert service.seen == []
 
 
-def test_a_plain_http_endpoint_is_refused_unless_allowed(service: PushService, vapid: dict[str, str]) -> None:
+def test_a_plain_http_endpoint_is_refused_without_a_request(
+    service: PushService, channel: WebPushChannel
+) -> None:
     device = service.device()
-    strict = WebPushChannel("push-strict", WebPushConfig(vapid["private"], SUBJECT))
-    try:
-        result = strict.send(_message(device.subscription(service.origin)))
-    finally:
-        strict.close()
+    plain = service.origin.replace("https://", "http://")
+
+    result = channel.send(_message(device.subscription(plain)))
 
     assert isinstance(result, Permanent)
     assert "https" in result.reason
+    assert service.seen == []
+
+
+def test_a_push_service_with_an_untrusted_certificate_gets_nothing(
+    service: PushService, vapid: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")  # only the public CAs: the test service's certificate is not one
+    device = service.device()
+    doubtful = WebPushChannel("push-doubtful", WebPushConfig(vapid["private"], SUBJECT, timeout=5))
+    try:
+        result = doubtful.send(_message(device.subscription(service.origin)))
+    finally:
+        doubtful.close()
+
+    assert isinstance(result, Transient)
     assert service.seen == []
 
 

@@ -2,14 +2,17 @@
 decision and dispatch workers, a real SMTP server and a real Kannel (bearerbox, smsbox, fakesmsc).
 
 A bank's system posts clients and events over HTTP; the shipped scenarios' messages leave through
-the channels and reach the peers; Kannel's delivery receipt and a client's STOP come back through
-the webhook routes and change what omnicrm knows."""
+the channels and reach the peers (an SMTP server, Kannel, an https push service that decrypts what
+it gets); Kannel's delivery receipt, a client's STOP and the tap on a push come back through the
+webhook and tracking routes and change what omnicrm knows."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,15 +23,18 @@ import pytest
 
 from omnicrm.bench import kannel_peer
 from omnicrm.bench.outbox_seed import daytime_zone
+from omnicrm.bench.push_peer import PushService
 from omnicrm.bench.server import free_port, serving
 from omnicrm.bench.smtp_sink import CountingSink
 from omnicrm.bootstrap import bootstrap
+from omnicrm.channels.webpush import generate_vapid_keys
 from omnicrm.services.access import auth
 from omnicrm.services.feedback.sms import mo_token
 from omnicrm.settings import Settings
 
 T = TypeVar("T")
 PHONE = "+380671234567"
+REMINDER = "card-application-reminder"
 
 pytestmark = pytest.mark.skipif(kannel_peer.available() is not None, reason="Kannel is not installed")
 
@@ -43,8 +49,16 @@ def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
         time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Stack:
+    client: httpx.Client
+    sink: CountingSink
+    peer: kannel_peer.KannelPeer
+    push: PushService
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, CountingSink, kannel_peer.KannelPeer]]:
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     container = bootstrap(Settings(database_url=url, env="test"), migrate=True)
     with container.uow() as uow:
@@ -60,7 +74,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, CountingSink, kannel_p
     container.close()
     port = free_port()
     mo_url = f"http://127.0.0.1:{port}/v1/webhooks/kannel/mo?token={mo_token(secret)}"
-    with CountingSink() as sink, kannel_peer.running(mo_url) as peer:
+    vapid = generate_vapid_keys()
+    with CountingSink() as sink, kannel_peer.running(mo_url) as peer, PushService(vapid.public_key) as push:
+        monkeypatch.setenv("SSL_CERT_FILE", str(push.ca_file))  # serve trusts the push service's own CA
         providers = [
             {
                 "name": "kannel-a",
@@ -78,11 +94,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, CountingSink, kannel_p
             "sms_providers": orjson.dumps(providers).decode(),
             "public_url": f"http://127.0.0.1:{port}",
             "dispatch_idle_ms": "50",
+            "vapid_private_key": vapid.private_key,
         }
         with serving(url, 1, port=port, **settings):
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as client:
-                yield client, sink, peer
+                yield Stack(client, sink, peer, push)
 
 
 def _client(client: httpx.Client) -> str:
@@ -97,7 +114,7 @@ def _client(client: httpx.Client) -> str:
         ],
         "consents": [
             {"channel": c, "purpose": "marketing", "granted": True, "effective_at": "2026-01-01T00:00:00Z"}
-            for c in ("sms", "email", "inapp")
+            for c in ("sms", "email", "inapp", "webpush")
         ],
     }
     created = client.post("/v1/customers", json=body)
@@ -123,10 +140,8 @@ def _messages(client: httpx.Client, cid: str, scenario: str) -> list[dict[str, A
     return [m for i in found if i["scenario_id"] == scenario for m in i["messages"]]
 
 
-def test_an_sms_and_an_email_leave_through_real_peers_and_receipts_and_stop_come_back(
-    stack: tuple[httpx.Client, CountingSink, kannel_peer.KannelPeer],
-) -> None:
-    client, sink, peer = stack
+def test_an_sms_and_an_email_leave_through_real_peers_and_receipts_and_stop_come_back(stack: Stack) -> None:
+    client, sink, peer = stack.client, stack.sink, stack.peer
     cid = _client(client)
 
     _event(client, cid, "payment.overdue", contract_number="L-1", days_overdue=3, amount_due=1200)
@@ -157,3 +172,39 @@ def test_an_sms_and_an_email_leave_through_real_peers_and_receipts_and_stop_come
     until(withdrawn, "the SMS consent withdrawn by STOP")
     statuses = [m["status"] for m in _messages(client, cid, "payment-overdue-reminder")]
     assert "unsubscribed" in statuses
+
+
+def test_a_push_reaches_the_device_and_its_tap_ends_the_conversation(stack: Stack) -> None:
+    client, push = stack.client, stack.push
+    cid = _client(client)
+    device = push.device()
+    subscribed = client.put(
+        f"/v1/customers/{cid}/push-subscriptions/phone-1",
+        json={"endpoint": push.origin + device.path, "keys": device.keys()},
+    )
+    assert subscribed.status_code == 201, subscribed.text
+
+    _event(client, cid, "application.abandoned", product_class="card", application_id="A-1", last_step="x")
+
+    [seen] = until(lambda: [s for s in push.seen_at(device) if s.plaintext], "the push read on the device")
+    shown = json.loads(seen.plaintext or b"")
+    assert shown["title"] == "Заявку на картку майже заповнено"
+    assert shown["body"].startswith("Olena, залишилося кілька кроків")
+    [message] = _messages(client, cid, REMINDER)
+    assert shown["message_id"] == message["idempotency_key"]
+    sent = until(
+        lambda: [m for m in _messages(client, cid, REMINDER) if m["status"] == "sent"],
+        "the push recorded as sent",
+    )
+    assert sent[0]["provider"] == "webpush"
+
+    tapped = httpx.get(shown["url"], follow_redirects=False, timeout=10)  # the device opens the link
+    assert tapped.status_code < 400, tapped.text
+
+    def finished() -> list[dict[str, Any]]:
+        found = client.get(f"/v1/customers/{cid}/conversations").json()["instances"]
+        return [i for i in found if i["scenario_id"] == REMINDER and i["status"] != "active"]
+
+    [conversation] = until(finished, "the conversation ended by the tap")
+    assert [m["status"] for m in conversation["messages"]] == ["clicked"]
+    assert (conversation["status"], conversation["outcome"]) == ("completed", "finished")

@@ -28,8 +28,11 @@ def opened(key: str, now: datetime) -> Report:
     return Report(SOURCE, f"open:{key}", "opened", now, message_key=key)
 
 
-def clicked(key: str, target: str, allowed_hosts: Sequence[str], now: datetime) -> Report:
-    """A click on `target`; refused unless it is an http(s) link to one of the bank's hosts."""
+def clicked(key: str, target: str | None, allowed_hosts: Sequence[str], now: datetime) -> Report:
+    """A click on `target`; refused unless it is an http(s) link to one of the bank's hosts. A link
+    without a target (the tap on a web push, which carries no link of its own) is a click as well."""
+    if target is None:
+        return Report(SOURCE, f"click:{key}:landing", "clicked", now, message_key=key)
     parts = urlsplit(target)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
