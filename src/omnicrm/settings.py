@@ -47,6 +47,29 @@ class SmsProvider(BaseModel):
         return self
 
 
+# What OMNICRM_BRIDGE_NAMES may rename, per broker (fields of bridge/rabbitmq.RabbitConfig and
+# bridge/nats.NatsConfig; tests/unit keep the lists in step).
+BRIDGE_NAMES: dict[str, tuple[str, ...]] = {
+    "rabbitmq": (
+        "publish_exchange",
+        "consume_exchange",
+        "consume_queue",
+        "binding_key",
+        "dead_letter_exchange",
+        "dead_letter_queue",
+    ),
+    "nats": (
+        "publish_stream",
+        "publish_prefix",
+        "consume_stream",
+        "consume_subject",
+        "durable",
+        "dead_letter_stream",
+        "dead_letter_subject",
+    ),
+}
+
+
 class Settings(BaseSettings):
     """Runtime settings; see the configuration table in the README."""
 
@@ -123,6 +146,9 @@ class Settings(BaseSettings):
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     nats_url: str = "nats://127.0.0.1:4222"
     bridge_type_prefix: str = ""
+    # The broker's exchange, queue, stream and subject names, where the bank's differ from ours (JSON,
+    # e.g. {"consume_queue": "crm.events"}); the names each broker takes are in BRIDGE_NAMES.
+    bridge_names: dict[str, str] = Field(default_factory=dict)
     # E-mail over SMTP; unset host: no e-mail channel.
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -166,6 +192,19 @@ class Settings(BaseSettings):
                 "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
                 "kept outside the database and never changed while the log lives"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bridge_names_are_the_brokers(self) -> Settings:
+        known = BRIDGE_NAMES[self.bridge_broker]
+        for name, value in self.bridge_names.items():
+            if name not in known:
+                raise ValueError(
+                    f"OMNICRM_BRIDGE_NAMES: {name!r} is not a name {self.bridge_broker} takes "
+                    f"({', '.join(known)})"
+                )
+            if not value or not value.isprintable() or " " in value or len(value) > 200:
+                raise ValueError(f"OMNICRM_BRIDGE_NAMES: {name} is 1-200 printable characters, no spaces")
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from omnicrm.bridge.base import BridgeError, Broker
 from omnicrm.bridge.relay import Relay
@@ -19,14 +21,17 @@ log = logging.getLogger(__name__)
 
 
 def broker_from(settings: Settings) -> Broker:
-    """The configured broker (its client library is imported only here: other commands start fast)."""
+    """The configured broker, with the bank's names (OMNICRM_BRIDGE_NAMES, checked by Settings); its
+    client library is imported only here, so other commands start fast."""
+    names: dict[str, Any] = dict(settings.bridge_names)  # str fields only (Settings checked them)
     if settings.bridge_broker == "nats":
         from omnicrm.bridge.nats import NatsBroker, NatsConfig
 
-        return NatsBroker(NatsConfig(servers=(settings.nats_url,)))
+        return NatsBroker(replace(NatsConfig(servers=(settings.nats_url,)), **names))
     from omnicrm.bridge.rabbitmq import RabbitBroker, RabbitConfig
 
-    return RabbitBroker(RabbitConfig(url=settings.amqp_url.get_secret_value()))
+    rabbit = RabbitConfig(url=settings.amqp_url.get_secret_value())
+    return RabbitBroker(replace(rabbit, **names))
 
 
 def bridge_command() -> None:

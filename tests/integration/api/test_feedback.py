@@ -14,12 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from journey import Bank, Headers, Json
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from omnicrm.bootstrap import Container
 from omnicrm.services.feedback import webhooks
 from omnicrm.services.feedback.tokens import sign
-from omnicrm.store.tables import events, feedback_inbox
+from omnicrm.store.tables import events, feedback_inbox, outbox
 
 LOAN = "loan-application-reminder"
 SECRET = "provider-secret-for-tests-0123456789"
@@ -240,3 +240,40 @@ def test_a_receipt_with_a_garbled_signature_is_refused_not_an_error(bank: Bank) 
     answer = bank.client.get("/v1/webhooks/kannel/dlr", params={"key": "k", "sig": "\u0080é", "status": "1"})
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def _mark_sent(container: Container, message: Json) -> None:
+    """As dispatch does when the push service accepts it (no push service in these tests)."""
+    with container.uow() as uow:
+        uow.conn.execute(
+            update(outbox).where(outbox.c.idempotency_key == message["idempotency_key"]).values(status="sent")
+        )
+        uow.commit()
+
+
+def test_a_reaction_the_bank_reports_as_an_event_moves_its_message_as_a_webhook_would(
+    bank: Bank, container: Container
+) -> None:
+    cid, cookie, push = _push(bank)
+    _mark_sent(container, push)
+
+    bank.react(cookie, push, "clicked")  # the app reports the tap: POST /v1/events, or the broker
+
+    assert bank.ended(cid, LOAN)["messages"][0]["status"] == "clicked"
+    bank.react(cookie, push, "opened")  # late and lower: recorded, the message stays clicked
+    assert bank.conversation(cid, LOAN)["messages"][0]["status"] == "clicked"
+
+
+def test_a_reaction_to_a_message_never_sent_or_someone_elses_leaves_it_alone(
+    bank: Bank, container: Container
+) -> None:
+    cid, cookie, queued = _push(bank)  # still queued: nothing was sent to react to
+    other, _, theirs = _push(bank)
+    _mark_sent(container, theirs)
+
+    bank.react(cookie, queued, "clicked")
+    bank.react(cookie, theirs, "clicked")  # this client names another client's message
+    bank.settled()
+
+    assert bank.conversation(cid, LOAN)["messages"][0]["status"] == "queued"
+    assert bank.conversation(other, LOAN)["messages"][0]["status"] == "sent"

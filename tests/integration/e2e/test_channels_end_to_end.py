@@ -8,15 +8,22 @@ webhook and tracking routes and change what omnicrm knows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions
 import httpx
 import orjson
 import pytest
@@ -51,6 +58,7 @@ def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
 
 @dataclass(frozen=True)
 class Stack:
+    url: str
     client: httpx.Client
     sink: CountingSink
     peer: kannel_peer.KannelPeer
@@ -99,7 +107,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         with serving(url, 1, port=port, **settings):
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as client:
-                yield Stack(client, sink, peer, push)
+                yield Stack(url, client, sink, peer, push)
 
 
 def _client(client: httpx.Client) -> str:
@@ -208,3 +216,147 @@ def test_a_push_reaches_the_device_and_its_tap_ends_the_conversation(stack: Stac
     [conversation] = until(finished, "the conversation ended by the tap")
     assert [m["status"] for m in conversation["messages"]] == ["clicked"]
     assert (conversation["status"], conversation["outcome"]) == ("completed", "finished")
+
+
+AMQP_URL = os.environ.get("OMNICRM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _amqp(work: Callable[[aio_pika.abc.AbstractChannel], Awaitable[T]]) -> T:
+    """One piece of work on RabbitMQ with its own client, as a bank's system or subscriber would."""
+
+    async def run() -> T:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            return await work(await connection.channel(publisher_confirms=True))
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def bridge(stack: Stack) -> Iterator[dict[str, str]]:
+    """`omnicrm bridge` beside serve, on RabbitMQ, with names of its own (OMNICRM_BRIDGE_NAMES) and a
+    subscriber's queue on the status exchange."""
+    tag = uuid.uuid4().hex[:10]
+    names = {
+        "consume_exchange": f"e2e.bank.{tag}",
+        "consume_queue": f"e2e.events.{tag}",
+        "dead_letter_exchange": f"e2e.dead.{tag}",
+        "dead_letter_queue": f"e2e.events.{tag}.dead",
+        "publish_exchange": f"e2e.status.{tag}",
+    }
+    watch = f"e2e.watch.{tag}"
+
+    async def subscribe(channel: aio_pika.abc.AbstractChannel) -> None:
+        status = await channel.declare_exchange(
+            names["publish_exchange"], aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(watch, durable=True, arguments={"x-queue-type": "quorum"})
+        await queue.bind(status, routing_key="#")
+
+    _amqp(subscribe)
+    env = {
+        **os.environ,
+        "OMNICRM_DATABASE_URL": stack.url,
+        "OMNICRM_AMQP_URL": AMQP_URL,
+        "OMNICRM_BRIDGE_TYPE_PREFIX": "ua.bank.",
+        "OMNICRM_BRIDGE_NAMES": orjson.dumps(names).decode(),
+    }
+    process = subprocess.Popen([sys.executable, "-m", "omnicrm", "bridge"], env=env)
+
+    async def declared(channel: aio_pika.abc.AbstractChannel) -> bool:
+        try:
+            await channel.declare_queue(names["consume_queue"], passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return False
+        return True
+
+    try:
+        until(lambda: _amqp(declared), "the bridge's queue declared")
+        yield {**names, "watch": watch}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+        async def remove(channel: aio_pika.abc.AbstractChannel) -> None:
+            for queue in (watch, names["consume_queue"], names["dead_letter_queue"]):
+                await channel.queue_delete(queue)
+            for exchange in ("consume_exchange", "dead_letter_exchange", "publish_exchange"):
+                await channel.exchange_delete(names[exchange])
+
+        _amqp(remove)
+
+
+def _publish(exchange: str, event: dict[str, Any]) -> None:
+    """A bank system's CloudEvent, published with a confirm."""
+
+    async def publish(channel: aio_pika.abc.AbstractChannel) -> None:
+        target = await channel.get_exchange(exchange)
+        body = orjson.dumps(event)
+        message = aio_pika.Message(body, content_type="application/cloudevents+json", delivery_mode=2)
+        await target.publish(message, routing_key=event["type"])
+
+    _amqp(publish)
+
+
+def _cloud_event(cid: str, type_: str, source: str, **attributes: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"e2e-{uuid.uuid4().hex[:12]}",
+        "source": source,
+        "type": f"ua.bank.{type_}",
+        "time": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+        "subject": cid,
+        "datacontenttype": "application/json",
+        "data": {"attributes": attributes},
+    }
+
+
+def test_events_and_a_reaction_from_the_banks_broker_move_the_conversation_and_statuses_go_out(
+    stack: Stack, bridge: dict[str, str]
+) -> None:
+    client, push = stack.client, stack.push
+    cid = _client(client)
+    device = push.device()
+    endpoint = {"endpoint": push.origin + device.path, "keys": device.keys()}
+    assert client.put(f"/v1/customers/{cid}/push-subscriptions/phone-1", json=endpoint).status_code == 201
+
+    abandoned = _cloud_event(
+        cid, "application.abandoned", "/web", product_class="card", application_id="A-7", last_step="x"
+    )
+    _publish(bridge["consume_exchange"], abandoned)
+    [seen] = until(lambda: [s for s in push.seen_at(device) if s.plaintext], "the push read on the device")
+    key = json.loads(seen.plaintext or b"")["message_id"]
+    until(lambda: [m for m in _messages(client, cid, REMINDER) if m["status"] == "sent"], "the push sent")
+
+    # The app reports the tap itself, through the broker (not the tracked link).
+    tapped = _cloud_event(cid, "message.reaction", "/mobile-app", message_id=key, reaction="clicked")
+    _publish(bridge["consume_exchange"], tapped)
+    _publish(bridge["consume_exchange"], tapped)  # the broker redelivers: one reaction all the same
+
+    def finished() -> list[dict[str, Any]]:
+        found = client.get(f"/v1/customers/{cid}/conversations").json()["instances"]
+        return [i for i in found if i["scenario_id"] == REMINDER and i["status"] != "active"]
+
+    [conversation] = until(finished, "the conversation ended by the reaction from the broker")
+    assert conversation["outcome"] == "finished"
+    assert [m["status"] for m in conversation["messages"]] == ["clicked"]
+    timeline = client.get(f"/v1/customers/{cid}/timeline", params={"type": "message.reaction"}).json()
+    assert len(timeline["items"]) == 1
+
+    async def statuses(channel: aio_pika.abc.AbstractChannel) -> list[dict[str, Any]]:
+        queue = await channel.get_queue(bridge["watch"])
+        out = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            out.append(orjson.loads(message.body))
+        return out
+
+    published: list[dict[str, Any]] = []
+
+    def sent_and_clicked() -> bool:
+        published.extend(_amqp(statuses))
+        return {"ua.omnicrm.message.sent", "ua.omnicrm.message.clicked"} <= {e["type"] for e in published}
+
+    until(sent_and_clicked, "the statuses at the bank's subscriber")
+    mine = [e for e in published if e["data"]["message_id"] == key]
+    assert sorted(e["type"] for e in mine) == ["ua.omnicrm.message.clicked", "ua.omnicrm.message.sent"]
+    assert {e["subject"] for e in mine} == {cid}

@@ -23,7 +23,7 @@ from omnicrm.domain.pan import contains_pan, find_pan_paths
 from omnicrm.domain.privacy import ErasedSubject
 from omnicrm.domain.vocabulary import CLIENT_STATES
 from omnicrm.services.contracts import EventIn
-from omnicrm.services.intake import opt_out
+from omnicrm.services.intake import opt_out, reactions
 from omnicrm.services.profiles import identity
 from omnicrm.services.profiles.identity import merge_pair, new_customer_id
 from omnicrm.store import erasure, profiles, timeline
@@ -369,6 +369,7 @@ def ingest(conn: Connection, items: list[Prepared], *, actor: str, now: datetime
     timeline.insert_events(conn, rows, received_at=now)
     _apply_effects(conn, fresh, rows, now)
     opt_out.honour(conn, rows, actor=actor, now=now)  # STOP: in the transaction that stores it
+    reactions.follow(conn, rows, now=now)  # the message shows the reaction the bank reported
     result.accepted = len(rows)
     owners: dict[str, str] = {**known, **{r["event_id"]: r["customer_id"] for r in rows}}
     pending = {r["event_id"] for r in rows}
