@@ -1,6 +1,8 @@
-"""`omnicrm dispatch`: the channel worker. It sends what the decisions queued, one message per
-transaction (services/dispatch/worker.py); run several on PostgreSQL to send in parallel (each
-claims with SKIP LOCKED), one on SQLite (the one writer). `omnicrm serve` starts one beside the API."""
+"""`omnicrm dispatch`: the channel worker. It sends what the decisions queued (services/dispatch/
+worker.py): on PostgreSQL a batch per transaction (OMNICRM_DISPATCH_BATCH) with the sent journal,
+and several workers send in parallel (each claims with SKIP LOCKED); on SQLite one message per
+transaction and one worker (the one writer). `omnicrm serve` starts one beside the API. Once an hour
+it forgets journal lines older than the dispatch expiry."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import signal
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -23,6 +25,7 @@ from omnicrm.services.dispatch.worker import DispatchConfig, Dispatcher
 from omnicrm.store.dispatch import Journal
 
 log = logging.getLogger(__name__)
+JOURNAL_PURGE_S = 3600.0
 
 
 def _interrupted(_signal: int, _frame: object) -> None:
@@ -62,6 +65,7 @@ def dispatch_command(
     idle = settings.dispatch_idle_ms / 1000
     console.print(f"dispatch worker running on {', '.join(dispatcher.served)}; Ctrl-C stops it")
     sent = 0
+    purge_at = time.monotonic()
     try:
         while parent is None or os.getppid() == parent:
             try:
@@ -79,6 +83,9 @@ def dispatch_command(
                     break
                 time.sleep(idle)
             sent += sum(d.outcome == "sent" for d in done)
+            if dispatcher.journal is not None and time.monotonic() >= purge_at:
+                dispatcher.journal.purge(datetime.now(UTC) - config.expiry)
+                purge_at = time.monotonic() + JOURNAL_PURGE_S
     except KeyboardInterrupt:
         console.print("stopped")
     finally:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -126,6 +126,9 @@ def sent_before(conn: Connection, keys: Iterable[str]) -> dict[str, tuple[str, s
     return {str(k): (str(p), str(pid)) for k, p, pid in rows}
 
 
+_JOURNAL_LINE = pg_insert(sent_journal).on_conflict_do_nothing()  # built once: the rows are parameters
+
+
 class Journal:
     """Each provider's acceptance, written the moment it happens on a connection of its own, while
     the batch's transaction still holds its messages: a worker killed before that transaction
@@ -148,7 +151,13 @@ class Journal:
             "provider_id": provider_id[:200],
             "sent_at": now,
         }
-        self._conn.execute(pg_insert(sent_journal).values(row).on_conflict_do_nothing())
+        self._conn.execute(_JOURNAL_LINE, row)
+
+    def purge(self, before: datetime) -> int:
+        """Forget lines written before `before` (the dispatch expiry ago: a message still queued
+        that long is withdrawn as expired, never sent, so its line can no longer matter)."""
+        done = self._conn.execute(delete(sent_journal).where(sent_journal.c.sent_at < before))
+        return int(done.rowcount or 0)
 
     def close(self) -> None:
         self._conn.close()
