@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import swagger_ui_bundle
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -39,7 +39,7 @@ from omnicrm.api import (
     scenarios,
     tasks,
 )
-from omnicrm.api.deps import TokenCache
+from omnicrm.api.deps import TokenCache, known_query
 from omnicrm.api.front_door import FrontDoor
 from omnicrm.api.intake import IntakeFastPath
 from omnicrm.api.responses import Problem, domain_problem, problem
@@ -231,6 +231,7 @@ def create_app(container: Container) -> FastAPI:
         telemetry=None if container.settings.opentelemetry else _NO_TELEMETRY,
         docs_url=None,  # served from local files below (_offline_docs)
         redoc_url=None,
+        dependencies=[Depends(known_query)],  # an unknown query parameter is refused, not ignored
     )
     app.state.container = container
     app.state.writer = background.writer

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import HTTPConnection
 
 from omnicrm.bootstrap import Container
-from omnicrm.domain.errors import Forbidden, Unauthenticated
+from omnicrm.domain.errors import Forbidden, InvalidInput, ItemError, Unauthenticated
 from omnicrm.domain.permissions import Permission, allowed
 from omnicrm.services.access import auth
 from omnicrm.services.access.auth import Principal
@@ -141,3 +142,48 @@ def retried(work: Callable[[], _T]) -> _T:
             if attempt == _TRIES or getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
                 raise
     raise AssertionError("unreachable")
+
+
+# Paths whose query strings come from elsewhere: providers' callbacks (Kannel adds what its
+# configuration says) are checked by their signatures, not by their parameter lists.
+_OPEN_QUERY_PREFIXES = ("/v1/webhooks/",)
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        pending = [route.dependant]
+        while pending:  # the route's own parameters and those of its dependencies
+            dependant = pending.pop()
+            found.update(p.alias for p in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """A query parameter the route does not take is refused with the ones it takes: a misspelt
+    filter (`types=` for `type=`) would otherwise be ignored, and the caller would get everything."""
+    if not request.url.query:
+        return
+    route = request.scope.get("route")
+    path = request.url.path
+    if (
+        not isinstance(route, APIRoute)
+        or not path.startswith("/v1/")
+        or path.startswith(_OPEN_QUERY_PREFIXES)
+    ):
+        return
+    names = _query_names(route)
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) or "none"
+        raise InvalidInput(
+            "the query names a parameter this route does not take; nothing was done",
+            [
+                ItemError(None, name[:64], f"not a parameter of this route (it takes: {takes})")
+                for name in unknown
+            ],
+        )

@@ -834,3 +834,38 @@ def test_one_event_failing_in_the_database_does_not_fail_its_group_neighbours(
     assert not isinstance(first, BaseException), f"the valid event failed because of its neighbour: {first!r}"
     assert first[:2] == (good["event_id"], "accepted")
     assert count(events) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/customers/{cid}/timeline", {"types": "product.opened"}),  # `type` misspelt
+        ("/v1/customers/{cid}/timeline", {"type": "product.opened", "limt": "5"}),
+        ("/v1/customers/{cid}", {"fields": "first_name"}),
+        ("/v1/customers/{cid}/conversations", {"status": "active"}),
+    ],
+    ids=["types", "limt", "fields", "status"],
+)
+def test_a_query_parameter_the_route_does_not_take_is_refused_not_ignored(
+    client: TestClient, admin: Headers, create_customer: Callable[..., Json], path: str, params: Json
+) -> None:
+    cid = create_customer()["id"]
+
+    response = client.get(path.format(cid=cid), params=params, headers=admin)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    wrong = {e["field"] for e in response.json()["errors"]}
+    assert wrong == set(params) - {"type"}
+
+
+def test_the_parameters_a_route_takes_still_pass(
+    client: TestClient, admin: Headers, create_customer: Callable[..., Json]
+) -> None:
+    cid = create_customer()["id"]
+
+    response = client.get(
+        f"/v1/customers/{cid}/timeline", params={"type": "product.opened", "limit": 5}, headers=admin
+    )
+
+    assert response.status_code == 200, response.text
