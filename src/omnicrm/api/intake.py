@@ -41,8 +41,9 @@ class IntakeFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
+        # A query string (these routes take none) goes the long way, to be refused by the route.
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            route = _ROUTES.get(scope["path"])
+            route = None if scope.get("query_string") else _ROUTES.get(scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -869,3 +869,24 @@ def test_the_parameters_a_route_takes_still_pass(
     )
 
     assert response.status_code == 200, response.text
+
+
+def test_the_event_intake_refuses_a_query_parameter_and_stores_nothing(
+    client: TestClient, admin: Headers, create_customer: Callable[..., Json]
+) -> None:
+    cid = create_customer()["id"]
+    body = {
+        "event_id": "ev-query-param",
+        "type": "product.opened",
+        "occurred_at": "2026-11-30T09:00:00Z",
+        "source": "core_banking",
+        "customer_id": cid,
+        "attributes": {"product_class": "deposit", "contract_number": "D-1"},
+    }
+
+    refused = client.post("/v1/events", params={"dry_run": "true"}, json=body, headers=admin)
+    timeline = client.get(f"/v1/customers/{cid}/timeline", headers=admin).json()
+
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["dry_run"]
+    assert "ev-query-param" not in {i["event_id"] for i in timeline["items"]}
