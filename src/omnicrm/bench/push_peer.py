@@ -6,8 +6,8 @@ subscription was made with) and decrypts the body with `http_ece` using the subs
 key, which only the "device" (the test) holds - an implementation independent of the pywebpush
 that encrypted it. It records what it saw and answers as scripted per endpoint path.
 
-Real push services are https only, and so is this one: `start()` makes a self-signed certificate
-for 127.0.0.1 whose file (`ca_file`) a client trusts through `SSL_CERT_FILE`, so omnicrm's web push
+Real push services are https only, and so is this one: it makes a self-signed certificate for
+127.0.0.1 whose file (`ca_file`) a client trusts through `SSL_CERT_FILE`, so omnicrm's web push
 channel needs no test-only switch to reach it.
 """
 
@@ -117,10 +117,10 @@ class PushService:
         self.ca_file, key_file = self_signed(Path(self._folder.name))
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self.ca_file, key_file)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((HOST, 0), self._handler())
         self._server.daemon_threads = True
         self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.origin = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self.origin = f"https://{HOST}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> PushService:

@@ -3,10 +3,10 @@
 The bank's app or internet bank may report what the client did with a message itself - a tap on a
 push, a read in the app - as a `message.reaction` through `POST /v1/events` or the broker bridge,
 not through our webhooks and tracked links (services/feedback). Either way the message shows its
-furthest status (domain/statuses.moves_forward), in the transaction that stores the reaction. Only a
-message that was sent can be reacted to, and only by the person it was sent to (or the profile it
-was merged into): a reaction naming a
-queued, withdrawn or dead message, or someone else's, is kept on the timeline and moves nothing.
+furthest status (domain/statuses.moves_forward), in the transaction that stores the reaction.
+Only a message that was sent can be reacted to, and only by the person it was sent to (or the
+profile theirs was merged into): a reaction naming a queued, withdrawn or dead message, or someone
+else's, is kept on the timeline and moves nothing.
 """
 
 from __future__ import annotations
