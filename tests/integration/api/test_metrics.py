@@ -35,6 +35,21 @@ def quiet(container: Container) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def create_customer(quiet: TestClient, admin: Headers) -> Callable[..., Json]:
+    """Profiles made through the quiet app. The shared fixture's app (`client`) runs a decision
+    worker, which ended this module's due timers while a test was counting them (a CI flake)."""
+
+    def run(**fields: Any) -> Json:
+        body = {"identifiers": [{"kind": "cbs_id", "value": f"CBS-M{next(_KEYS)}"}], **fields}
+        response = quiet.post("/v1/customers", json=body, headers=admin)
+        assert response.status_code == 201, response.text
+        result: Json = response.json()
+        return result
+
+    return run
+
+
+@pytest.fixture
 def monitoring(headers_for: Callable[[str], Headers]) -> Headers:
     return headers_for("monitoring")
 
