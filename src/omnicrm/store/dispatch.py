@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, select, update
+from sqlalchemy import Engine, Select, and_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -31,19 +31,26 @@ from omnicrm.store.tables import (
 _ADDRESS_KIND = {"email": "email", "sms": "phone"}
 
 
-def claim(conn: Connection, channels: Iterable[str], now: datetime, limit: int = 1) -> list[dict[str, Any]]:
-    """The next queued messages (up to `limit`) on `channels` whose time has come, locked for this
-    transaction (PostgreSQL: rows another worker holds are skipped)."""
-    query = (
+def claim_query(channels: Iterable[str], now: datetime, limit: int) -> Select[Any]:
+    """The queued messages on `channels` whose time has come, oldest first. `ix_outbox_claim`
+    (status, channel, available_at) serves it: messages of channels this worker does not serve are
+    never read, however many wait (the poll runs inside a write transaction on SQLite)."""
+    return (
         select(outbox)
         .where(
             outbox.c.status == QUEUED,
-            outbox.c.available_at <= now,
             outbox.c.channel.in_(sorted(set(channels))),
+            outbox.c.available_at <= now,
         )
         .order_by(outbox.c.available_at, outbox.c.id)
         .limit(limit)
     )
+
+
+def claim(conn: Connection, channels: Iterable[str], now: datetime, limit: int = 1) -> list[dict[str, Any]]:
+    """The next queued messages (up to `limit`) on `channels` whose time has come, locked for this
+    transaction (PostgreSQL: rows another worker holds are skipped)."""
+    query = claim_query(channels, now, limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [dict(r._mapping) for r in conn.execute(query)]

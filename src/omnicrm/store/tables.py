@@ -316,7 +316,9 @@ outbox = Table(
     Column("provider", String(64)),  # the provider that accepted it (failover may pick another)
     Column("provider_id", String(200)),  # the provider's id, which its feedback refers to
 )
-Index("ix_outbox_pending", outbox.c.status, outbox.c.available_at)
+# dispatch's claim: the due messages of the channels a worker serves, never those of the others
+# (migration 0010; it replaced (status, available_at), which made every poll walk them all)
+Index("ix_outbox_claim", outbox.c.status, outbox.c.channel, outbox.c.available_at)
 Index("ix_outbox_provider_id", outbox.c.provider_id)
 # /metrics: the backlog per channel and status, and sends and retries per provider, read from the index
 Index("ix_outbox_backlog", outbox.c.channel, outbox.c.status, outbox.c.provider, outbox.c.attempts)
