@@ -13,18 +13,19 @@ import typer
 import uvicorn
 
 from omnicrm import logs
-from omnicrm.bench import decide as bench_decide
-from omnicrm.bench import ingest as bench_ingest
-from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up, default_processes
+from omnicrm.catchup import LIVE_BACKLOG_BATCH, catch_up
 from omnicrm.cli.audit import audit_app
+from omnicrm.cli.bench import bench_app
 from omnicrm.cli.bridge import bridge_command
 from omnicrm.cli.common import (
     CLI_ACTOR,
+    PROCESSES,
     check_settings,
     console,
     err,
     open_container,
     print_file_errors,
+    processes_option,
     refusals_exit,
     report_error,
 )
@@ -37,7 +38,6 @@ from omnicrm.cli.status import StatusLine, figures_of
 from omnicrm.cli.supervise import DeciderProcess, DispatcherProcess
 from omnicrm.cli.users import issue_token, users_app
 from omnicrm.domain.errors import InvalidInput
-from omnicrm.domain.partitions import COUNTS
 from omnicrm.services.access import auth
 from omnicrm.services.campaigns.campaign_launch import CampaignScheduler
 from omnicrm.services.conversations import decider, explaining
@@ -51,7 +51,6 @@ from omnicrm.store.doorbell import Doorbell
 from omnicrm.store.leader import Leadership
 
 app = typer.Typer(help="omnicrm: omnichannel CRM automation for banks.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print figures.")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
@@ -188,26 +187,11 @@ def demo(
         serve(host=host, port=port)
 
 
-PROCESSES = typer.Option(
-    help="Processes deciding a long queue in parallel, each for a share of the customers "
-    "(1, 2, 4, 8 or 16; 0: as many as cores)",
-    min=0,
-    max=16,
-)
-
-
-def _processes(value: int) -> int:
-    if value and value not in COUNTS:
-        err.print(f"[red]--processes:[/red] {value} is not one of {', '.join(map(str, COUNTS))}")
-        raise typer.Exit(2)
-    return value or default_processes()
-
-
 @app.command()
 def decide(processes: Annotated[int, PROCESSES] = 0) -> None:
     """Run the decision worker once: every new event, then every expired timer."""
     container = open_container()
-    report = catch_up(container, processes=_processes(processes))
+    report = catch_up(container, processes=processes_option(processes))
     console.print(
         f"{report.events} events: {report.decisions} decisions, {report.started} conversations started, "
         f"{report.completed} ended, {report.messages} messages and {report.tasks} tasks queued, "
@@ -243,7 +227,7 @@ def worker(
     new events."""
     _configure_logs()
     container = open_container()
-    count = _processes(processes)
+    count = processes_option(processes)
     leadership = Leadership(container.engine)
     doorbell = Doorbell(container.engine)  # rung by the API's commits: no waiting out the pause
     signal.signal(signal.SIGTERM, _interrupted)  # `serve` stops it so: finish cleanly, like Ctrl-C
@@ -310,116 +294,6 @@ def roles() -> None:
     from omnicrm.api.guards import markdown_table
 
     typer.echo(markdown_table(api_routes()), nl=False)
-
-
-@bench_app.command("decide")
-def bench_decide_cmd(
-    events: int = 126_000,
-    customers: int = 18_000,
-    interactions: int = 31_500,
-    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
-    latency_seconds: Annotated[
-        float, typer.Option(help="Duration of the event-to-decision latency test")
-    ] = 10.0,
-    rate: Annotated[float, typer.Option(help="Events per second posted during the latency test")] = 500.0,
-    processes: Annotated[int, PROCESSES] = 0,
-) -> None:
-    """Decisions per second over the data set with every scenario active (in one process, and in
-    parallel ones), and event-to-decision latency."""
-    bench_decide.run(
-        processes=_processes(processes),
-        events=events,
-        customers=customers,
-        interactions=interactions,
-        runs=runs,
-        latency_seconds=latency_seconds,
-        rate=rate,
-        console=console,
-    )
-
-
-@bench_app.command("ingest")
-def bench_ingest_cmd(
-    events: int = 126_000,
-    customers: int = 18_000,
-    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
-    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
-    rest_seconds: Annotated[float, typer.Option(help="Duration of the REST load test")] = 10.0,
-    concurrency: int = 32,
-    skip_rest: bool = False,
-    only_rest: bool = False,
-    workers: Annotated[int, typer.Option(help="API worker processes for the REST test")] = 2,
-) -> None:
-    """Batch ingestion on SQLite and PostgreSQL, then REST p50/p99 under concurrent clients."""
-    settings = Settings()
-    bench_ingest.run(
-        events=events,
-        customers=customers,
-        runs=runs,
-        pg_url=pg_url or settings.pg_bench_url,
-        rest_seconds=rest_seconds,
-        concurrency=concurrency,
-        skip_rest=skip_rest,
-        workers=workers,
-        only_rest=only_rest,
-        console=console,
-    )
-
-
-@bench_app.command("dispatch")
-def bench_dispatch_cmd(
-    messages: int = 10_000,
-    workers: Annotated[int, typer.Option(help="Dispatch worker processes")] = 2,
-    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 3,
-    smtp: Annotated[str | None, typer.Option(help="host:port of an SMTP sink (default: our own)")] = None,
-    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
-) -> None:
-    """E-mails per second end to end: events in, decided, rendered, sent to an SMTP sink."""
-    from omnicrm.bench import dispatch as bench_dispatch  # aiosmtpd and the workers only here
-
-    settings = Settings()
-    bench_dispatch.run(
-        pg_url=pg_url or settings.pg_bench_url,
-        messages=messages,
-        workers=workers,
-        runs=runs,
-        smtp=smtp,
-        console=console,
-    )
-
-
-@bench_app.command("webhooks")
-def bench_webhooks_cmd(
-    messages: int = 5_000,
-    concurrency: int = 32,
-    runs: Annotated[int, typer.Option(help="Repetitions; the median is reported")] = 1,
-    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL URL (default OMNICRM_PG_BENCH_URL)")] = None,
-) -> None:
-    """Provider webhooks, each delivered three times at once: requests/s, and stored exactly once."""
-    from omnicrm.bench import webhooks as bench_webhooks
-
-    settings = Settings()
-    bench_webhooks.run(
-        pg_url=pg_url or settings.pg_bench_url,
-        messages=messages,
-        concurrency=concurrency,
-        runs=runs,
-        console=console,
-    )
-
-
-@bench_app.command("sms")
-def bench_sms_cmd(
-    messages: int = 10_000,
-    threads: Annotated[int, typer.Option(help="Sending threads sharing one adapter")] = 8,
-) -> None:
-    """SMS per second through a real Kannel (bearerbox + smsbox + fakesmsc, started for the run)."""
-    from omnicrm.bench import sms as bench_sms
-
-    figures = bench_sms.run(messages, threads)
-    console.print(
-        ", ".join(f"{k}: {v:,.0f}" if isinstance(v, float) else f"{k}: {v:,}" for k, v in figures.items())
-    )
 
 
 def main() -> None:  # pragma: no cover

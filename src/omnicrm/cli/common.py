@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from omnicrm.bootstrap import Container, bootstrap
+from omnicrm.catchup import default_processes
 from omnicrm.domain.errors import DomainError
+from omnicrm.domain.partitions import COUNTS
 from omnicrm.services.conversations.datafiles import DataFileError
 from omnicrm.settings import Settings
 
@@ -62,3 +64,19 @@ def refusals_exit() -> Iterator[None]:
 def print_file_errors(exc: DataFileError) -> None:
     for error in exc.errors:
         err.print(str(error), markup=False, highlight=False, soft_wrap=True)
+
+
+PROCESSES = typer.Option(
+    help="Processes deciding a long queue in parallel, each for a share of the customers "
+    "(1, 2, 4, 8 or 16; 0: as many as cores)",
+    min=0,
+    max=16,
+)
+
+
+def processes_option(value: int) -> int:
+    """`--processes` checked: one of the partition counts, or 0 for as many as cores."""
+    if value and value not in COUNTS:
+        err.print(f"[red]--processes:[/red] {value} is not one of {', '.join(map(str, COUNTS))}")
+        raise typer.Exit(2)
+    return value or default_processes()
