@@ -340,8 +340,16 @@ def test_events_and_a_reaction_from_the_banks_broker_move_the_conversation_and_s
     [conversation] = until(finished, "the conversation ended by the reaction from the broker")
     assert conversation["outcome"] == "finished"
     assert [m["status"] for m in conversation["messages"]] == ["clicked"]
-    timeline = client.get(f"/v1/customers/{cid}/timeline", params={"type": "message.reaction"}).json()
-    assert len(timeline["items"]) == 1
+    # One queue, taken in order: once an event published after the copy is stored, the copy was taken.
+    after = _cloud_event(cid, "application.completed", "/web", product_class="deposit", application_id="A-8")
+    _publish(bridge["consume_exchange"], after)
+
+    def stored(type_: str) -> list[Any]:
+        page = client.get(f"/v1/customers/{cid}/timeline", params={"type": type_}).json()
+        return list(page["items"])
+
+    until(lambda: stored("application.completed"), "the event published after the copy")
+    assert len(stored("message.reaction")) == 1
 
     async def statuses(channel: aio_pika.abc.AbstractChannel) -> list[dict[str, Any]]:
         queue = await channel.get_queue(bridge["watch"])
