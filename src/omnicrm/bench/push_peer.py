@@ -6,16 +6,14 @@ subscription was made with) and decrypts the body with `http_ece` using the subs
 key, which only the "device" (the test) holds - an implementation independent of the pywebpush
 that encrypted it. It records what it saw and answers as scripted per endpoint path.
 
-Real push services are https only, and so is this one: it makes a self-signed certificate for
-127.0.0.1 whose file (`ca_file`) a client trusts through `SSL_CERT_FILE`, so omnicrm's web push
-channel needs no test-only switch to reach it.
+Real push services are https only, and so is this one: its certificate is issued by a CA made on
+the spot (bench/certificates.py) whose file (`ca_file`) a client trusts through `SSL_CERT_FILE`, so
+omnicrm's web push channel needs no test-only switch to reach it.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import tempfile
@@ -27,12 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import http_ece
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509.oid import NameOID
+
+from omnicrm.bench.certificates import issue_certificates
 
 HOST = "127.0.0.1"
 
@@ -77,33 +75,6 @@ class Device:
         return json.dumps({"endpoint": origin + self.path, "keys": self.keys()})
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (its own CA) and its key, written to `folder`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omnicrm test push service")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "push-service.pem", folder / "push-service.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
 class PushService:
     """A threaded https server that verifies VAPID and decrypts like a push service + browser."""
 
@@ -114,9 +85,9 @@ class PushService:
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._folder = tempfile.TemporaryDirectory(prefix="omnicrm-push-")
-        self.ca_file, key_file = self_signed(Path(self._folder.name))
+        self.ca_file, cert_file, key_file = issue_certificates(Path(self._folder.name))
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(self.ca_file, key_file)
+        tls.load_cert_chain(cert_file, key_file)
         self._server = ThreadingHTTPServer((HOST, 0), self._handler())
         self._server.daemon_threads = True
         self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
