@@ -72,6 +72,9 @@ def dispatch_command(
                 if postgres and dispatcher.journal is None:  # a batch is sent only with its journal
                     dispatcher.journal = Journal(container.engine)
                 done = dispatcher.step()
+                if dispatcher.journal is not None and time.monotonic() >= purge_at:
+                    dispatcher.journal.purge(datetime.now(UTC) - config.expiry)
+                    purge_at = time.monotonic() + JOURNAL_PURGE_S
             except DBAPIError as exc:  # the database restarted or is unreachable: wait, then go on
                 log.warning("dispatch: database error (%s); trying again", type(exc.orig).__name__)
                 _close(dispatcher.journal)
@@ -83,9 +86,6 @@ def dispatch_command(
                     break
                 time.sleep(idle)
             sent += sum(d.outcome == "sent" for d in done)
-            if dispatcher.journal is not None and time.monotonic() >= purge_at:
-                dispatcher.journal.purge(datetime.now(UTC) - config.expiry)
-                purge_at = time.monotonic() + JOURNAL_PURGE_S
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
