@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.lifecycle import QUEUED
+from omnicrm.domain.statuses import moves_forward
 from omnicrm.store.tables import (
     customers,
     events,
@@ -76,6 +77,22 @@ def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Write what became of claimed messages (rows made by `change`), in one statement."""
     if rows:
         conn.execute(_RECORD, rows)
+
+
+def advance(conn: Connection, message: dict[str, Any], status: str, now: datetime, **values: Any) -> bool:
+    """Show `status` on a message read as `message` if it moves the message forward (a message never
+    moves back: domain/statuses.moves_forward); the update holds only while the message is still at
+    the status it was read with. `values`: other columns to set with it. True when it moved."""
+    current = str(message["status"])
+    if not moves_forward(current, status):
+        return False
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == message["id"], outbox.c.status == current)
+        .values(status=status, status_at=now, **values)
+    )
+    message["status"] = status  # a later report of the same batch compares with this
+    return True
 
 
 def fence(conn: Connection, customer_ids: Iterable[str]) -> None:

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from omnicrm.domain.catalogue import Catalogue
-from omnicrm.domain.statuses import STATUSES, moves_forward
+from omnicrm.domain.statuses import STATUSES
 from omnicrm.logs import act
 from omnicrm.services.intake import ingest
-from omnicrm.store import conversations, profiles
+from omnicrm.store import conversations, dispatch, profiles
 from omnicrm.store.tables import customers, feedback_inbox, outbox
 
 Outcome = Literal["stored", "duplicate", "unknown_message"]
@@ -99,12 +99,7 @@ def take(conn: Connection, report: Report, *, catalogue: Catalogue, actor: str, 
         act(log, "feedback.unknown_message", source=report.source, status=report.status)
         return "unknown_message"
     act(log, "feedback.stored", source=report.source, status=report.status, idempotency_key=key)
-    if moves_forward(str(message["status"]), report.status):
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == message["id"], outbox.c.status == message["status"])
-            .values(status=report.status, status_reason=(report.reason or None), status_at=now)
-        )
+    dispatch.advance(conn, message, report.status, now, status_reason=report.reason or None)
     if report.status == "bounced":
         _close_channel(conn, message, now)
     if status.is_reaction:

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from omnicrm.domain.statuses import STATUSES, moves_forward
-from omnicrm.store import conversations, merging
-from omnicrm.store.tables import outbox
+from omnicrm.domain.statuses import STATUSES
+from omnicrm.store import conversations, dispatch, merging
 
 REACTION = "message.reaction"
 
@@ -43,16 +41,9 @@ def follow(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -
         reaction = str(row["attributes"]["reaction"])
         if message is None or not _theirs(conn, message, row):
             continue
-        current = str(message["status"])
-        if current not in STATUSES or not moves_forward(current, reaction):
-            continue  # never sent (queued, withdrawn, dead), or already further on
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == message["id"], outbox.c.status == current)
-            .values(status=reaction, status_at=now)
-        )
-        message["status"] = reaction  # a later row of this batch compares with this
-        moved += 1
+        if str(message["status"]) not in STATUSES:
+            continue  # never sent: queued, withdrawn, dead
+        moved += dispatch.advance(conn, message, reaction, now)
     return moved
 
 
