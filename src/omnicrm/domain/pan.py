@@ -102,8 +102,37 @@ def normalise(text: str) -> str:
     return _NON_ASCII_DIGIT.sub(_ascii_digit, text)
 
 
+# IBAN length per country (ISO 13616 registry): only a candidate of a registered country and its
+# length is skipped as an IBAN, so letters around a card number cannot pass for one by mod 97 alone.
+_IBAN_LENGTHS = {
+    **dict.fromkeys(("NO",), 15),
+    **dict.fromkeys(("BE",), 16),
+    **dict.fromkeys(("DK", "FI", "FK", "FO", "GL", "NL", "SD"), 18),
+    **dict.fromkeys(("MK", "SI"), 19),
+    **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "MN", "XK"), 20),
+    **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
+    **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS", "VA"), 22),
+    **dict.fromkeys(("AE", "GI", "IL", "IQ", "OM", "SO", "TL"), 23),
+    **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
+    **dict.fromkeys(("LY", "PT", "ST"), 25),
+    **dict.fromkeys(("IS", "TR"), 26),
+    **dict.fromkeys(("BI", "DJ", "FR", "GR", "IT", "MC", "MR", "SM"), 27),
+    **dict.fromkeys(("AL", "AZ", "BY", "CY", "DO", "GT", "HN", "HU", "LB", "NI", "PL", "SV"), 28),
+    **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
+    **dict.fromkeys(("JO", "KW", "MU", "YE"), 30),
+    **dict.fromkeys(("MT", "SC"), 31),
+    **dict.fromkeys(("LC",), 32),
+    **dict.fromkeys(("RU",), 33),
+}
+
+
+def _is_iban(candidate: str) -> bool:
+    compact = _NOT_ALNUM.sub("", candidate).upper()
+    return _IBAN_LENGTHS.get(compact[:2]) == len(compact) and iban_valid(compact)
+
+
 def _without_ibans(text: str) -> str:
-    return _IBAN.sub(lambda m: " " if iban_valid(_NOT_ALNUM.sub("", m.group()).upper()) else m.group(), text)
+    return _IBAN.sub(lambda m: " " if _is_iban(m.group()) else m.group(), text)
 
 
 def _run_has_card(run: str) -> bool:
